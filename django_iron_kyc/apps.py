@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class IronKycConfig(AppConfig):
+    """django-iron-kyc. The app label is pinned to ``iron_kyc`` (tables, permissions)."""
+
+    name = "django_iron_kyc"
+    label = "iron_kyc"
+    verbose_name = _("Iron KYC")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

@@ -1,0 +1,183 @@
+"""System checks for the ``IRON_KYC_*`` settings.
+
+Each problem has a stable ID (``iron_kyc.E001``...) and a hint. Silence a warning you
+accept with ``SILENCED_SYSTEM_CHECKS = ["iron_kyc.W002"]``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from .conf import KNOWN_HOSTS, PRODUCTION_HOST, SANDBOX_HOST, is_loopback_host
+
+_MISSING = object()
+
+
+def _setting(name: str) -> Any:
+    return getattr(settings, "IRON_KYC_" + name, _MISSING)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+@register(Tags.compatibility, "iron_kyc")
+def check_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Validate every ``IRON_KYC_*`` setting."""
+    errors: list[CheckMessage] = []
+    errors += _check_api_key()
+    errors += _check_base_url()
+    errors += _check_webhook_secret()
+    errors += _check_numbers()
+    return errors
+
+
+def _check_api_key() -> list[CheckMessage]:
+    value = _setting("API_KEY")
+    if value is _MISSING or not isinstance(value, str) or not value.strip():
+        return [
+            Error(
+                "IRON_KYC_API_KEY is missing or empty.",
+                hint="Set IRON_KYC_API_KEY to your Iron API key (read it from the environment, "
+                "never commit it).",
+                id="iron_kyc.E001",
+            )
+        ]
+    return []
+
+
+def _check_base_url() -> list[CheckMessage]:
+    value = _setting("BASE_URL")
+    if value is _MISSING:
+        value = f"https://{SANDBOX_HOST}"
+    try:
+        parts = urlsplit(str(value))
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if not isinstance(value, str) or parts is None or parts.scheme not in ("http", "https") or not host:
+        return [
+            Error(
+                f"IRON_KYC_BASE_URL {value!r} is not an http(s) URL.",
+                hint=f"Use 'https://{SANDBOX_HOST}' or 'https://{PRODUCTION_HOST}'.",
+                id="iron_kyc.E002",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    if parts.scheme == "http" and not is_loopback_host(host):
+        errors.append(
+            Error(
+                f"IRON_KYC_BASE_URL uses plain http to {host}; the API key would travel "
+                "unencrypted.",
+                hint="Use https. Plain http is allowed only to a loopback address (a fake Iron).",
+                id="iron_kyc.E003",
+            )
+        )
+    if parts.path.rstrip("/") or parts.query or parts.fragment:
+        errors.append(
+            Error(
+                f"IRON_KYC_BASE_URL {value!r} has a path, query or fragment.",
+                hint="Give the host only, e.g. 'https://api.sandbox.iron.xyz'; the client adds "
+                "the '/api/...' paths itself.",
+                id="iron_kyc.E004",
+            )
+        )
+    sandbox_setting = _setting("SANDBOX_ACTIONS")
+    if sandbox_setting is not _MISSING and sandbox_setting and not (
+        host == SANDBOX_HOST or is_loopback_host(host)
+    ):
+        errors.append(
+            Error(
+                f"IRON_KYC_SANDBOX_ACTIONS is on, but IRON_KYC_BASE_URL points at {host}.",
+                hint="Sandbox approve/decline only exists on Iron's sandbox; remove "
+                "IRON_KYC_SANDBOX_ACTIONS or point IRON_KYC_BASE_URL at the sandbox.",
+                id="iron_kyc.E005",
+            )
+        )
+    if host not in KNOWN_HOSTS and not is_loopback_host(host):
+        errors.append(
+            Warning(
+                f"IRON_KYC_BASE_URL points at {host}, which is not an Iron API host.",
+                hint=f"Iron's hosts are {SANDBOX_HOST} and {PRODUCTION_HOST}.",
+                id="iron_kyc.W002",
+            )
+        )
+    return errors
+
+
+def _check_webhook_secret() -> list[CheckMessage]:
+    value = _setting("WEBHOOK_SECRET")
+    if value is _MISSING or value in (None, "", [], ()):
+        return [
+            Warning(
+                "IRON_KYC_WEBHOOK_SECRET is not set: every webhook delivery will be refused.",
+                hint="Copy the secret shown when you created the webhook in Iron's dashboard.",
+                id="iron_kyc.W001",
+            )
+        ]
+    secrets = [value] if isinstance(value, str) else value
+    if not isinstance(secrets, (list, tuple)) or not all(
+        isinstance(s, str) and s for s in secrets
+    ):
+        return [
+            Error(
+                "IRON_KYC_WEBHOOK_SECRET must be a string or a list of non-empty strings.",
+                hint="Use a list only while rotating: ['new-secret', 'old-secret'].",
+                id="iron_kyc.E006",
+            )
+        ]
+    for secret in secrets:
+        if secret.startswith("whsec_"):
+            try:
+                base64.b64decode(secret[len("whsec_") :], validate=True)
+            except (binascii.Error, ValueError):
+                return [
+                    Error(
+                        "An IRON_KYC_WEBHOOK_SECRET starting with 'whsec_' is not valid base64.",
+                        hint="Copy the secret exactly as Iron shows it.",
+                        id="iron_kyc.E007",
+                    )
+                ]
+    return []
+
+
+def _check_numbers() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    tolerance = _setting("WEBHOOK_TOLERANCE")
+    if tolerance is not _MISSING and not (
+        isinstance(tolerance, int) and not isinstance(tolerance, bool) and tolerance > 0
+    ):
+        errors.append(
+            Error(
+                "IRON_KYC_WEBHOOK_TOLERANCE must be a positive whole number of seconds.",
+                hint="The default is 300 (5 minutes).",
+                id="iron_kyc.E008",
+            )
+        )
+    timeout = _setting("TIMEOUT")
+    if timeout is not _MISSING and not (
+        _number(timeout)
+        or (
+            isinstance(timeout, (list, tuple))
+            and len(timeout) == 2
+            and all(_number(t) for t in timeout)
+        )
+    ):
+        errors.append(
+            Error(
+                "IRON_KYC_TIMEOUT must be a positive number of seconds or a (connect, read) pair.",
+                hint="The default is (5, 30).",
+                id="iron_kyc.E009",
+            )
+        )
+    return errors

@@ -1,0 +1,438 @@
+"""The Iron HTTP client: the only module in this app that speaks HTTP.
+
+It knows nothing of models. It sends ``X-API-Key`` and a User-Agent on every call, an
+``IDEMPOTENCY-KEY`` on every POST, a timeout on every call, never follows redirects (so the
+key never travels to another host) and turns every error Iron can answer with into one
+:class:`~django_iron_kyc.exceptions.IronAPIError`.
+
+429, 5xx and connection errors are retried inside the request with urllib3's ``Retry``
+(exponential backoff with jitter, ``Retry-After`` honoured up to
+``IRON_KYC_RETRY_AFTER_MAX``). POSTs are retried too: each carries an idempotency key, so
+a retry can never create a second record. What is still failing afterwards is raised as
+:class:`~django_iron_kyc.exceptions.IronTransientError` for Celery to retry later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ResponseError
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .conf import iron_settings
+from .exceptions import IronAPIError, IronConfigurationError, IronTransientError
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"django-iron-kyc/{__version__} python-requests/{requests.__version__}"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+IronObject = dict[str, Any]
+
+
+class _IronRetry(Retry):
+    """urllib3 ``Retry`` that gives up at once on a ``Retry-After`` longer than we will wait.
+
+    A worker should not sleep for minutes inside a request: the response is returned as it
+    is, becomes ``IronTransientError`` with ``retry_after`` set, and the caller (a Celery
+    task) schedules the retry itself.
+    """
+
+    retry_after_max: float = 10.0
+
+    def new(self, **kw: Any) -> _IronRetry:
+        new = super().new(**kw)
+        new.retry_after_max = self.retry_after_max
+        return new
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> Retry:
+        if response is not None:
+            header = response.headers.get("Retry-After")
+            if header is not None:
+                seconds = _parse_retry_after(header)
+                if seconds is None or seconds > self.retry_after_max:
+                    # With raise_on_status=False urllib3 hands back this response unchanged.
+                    raise MaxRetryError(_pool, url or "", ResponseError("Retry-After too long"))
+        return super().increment(method, url, response, error, _pool, _stacktrace)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - datetime.now(timezone.utc)).total_seconds()
+    if seconds != seconds or seconds < 0:  # NaN or in the past
+        return 0.0
+    return min(seconds, 86400.0)
+
+
+class IronClient:
+    """A client for Iron's customer and identification API.
+
+    Settings are read when the client is made: ``IRON_KYC_API_KEY``, ``IRON_KYC_BASE_URL``,
+    ``IRON_KYC_TIMEOUT``, ``IRON_KYC_API_VERSION``, ``IRON_KYC_SUB_PARTNER_ID``,
+    ``IRON_KYC_MAX_RETRIES``. Any of them can be given as keyword arguments instead.
+
+    Every method returns Iron's JSON object as a ``dict`` and raises ``IronAPIError`` (or
+    its transient subclass) on failure.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | tuple[float, float] | None = None,
+        api_version: str | None = None,
+        sub_partner_id: str | None = None,
+        max_retries: int | None = None,
+        backoff_factor: float | None = None,
+        retry_after_max: float | None = None,
+    ) -> None:
+        key = api_key if api_key is not None else iron_settings.API_KEY
+        if not key:
+            raise IronConfigurationError("IRON_KYC_API_KEY is not set.")
+        self.base_url = (base_url or iron_settings.BASE_URL).rstrip("/")
+        if timeout is None:
+            timeout = iron_settings.TIMEOUT
+        self.timeout: tuple[float, float] = (
+            (float(timeout), float(timeout)) if isinstance(timeout, (int, float)) else timeout
+        )
+        retries = iron_settings.MAX_RETRIES if max_retries is None else max_retries
+        retry = _IronRetry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            redirect=False,
+            allowed_methods=frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"}),
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=iron_settings.RETRY_BACKOFF if backoff_factor is None else backoff_factor,
+            backoff_jitter=0.25,
+            backoff_max=30.0,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        retry.retry_after_max = (
+            iron_settings.RETRY_AFTER_MAX if retry_after_max is None else retry_after_max
+        )
+        self.session = requests.Session()
+        self.session.trust_env = False  # no proxies or .netrc credentials picked up silently
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(
+            {
+                "X-API-Key": key,
+                "User-Agent": USER_AGENT,
+                "Accept": JSON_CONTENT_TYPE,
+            }
+        )
+        version = api_version if api_version is not None else iron_settings.API_VERSION
+        if version:
+            self.session.headers["X-API-Version"] = version
+        sub_partner = sub_partner_id if sub_partner_id is not None else iron_settings.SUB_PARTNER_ID
+        if sub_partner:
+            self.session.headers["X-SUB-PARTNER-ID"] = sub_partner
+
+    def __repr__(self) -> str:
+        return f"<IronClient {self.base_url}>"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> IronClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- customers --------------------------------------------------------------------
+
+    def create_customer(
+        self,
+        *,
+        email: str,
+        idempotency_key: uuid.UUID | str,
+        customer_type: str = "Person",
+        name: str | None = None,
+        external_id: str | None = None,
+    ) -> IronObject:
+        """``POST /api/customers``: create a customer; Iron answers 201 with it."""
+        body: dict[str, Any] = {"customer_type": customer_type, "email": email}
+        if name:
+            body["name"] = name
+        if external_id:
+            body["external_id"] = external_id
+        return self._object("POST", "/api/customers", json_body=body, idempotency_key=idempotency_key)
+
+    def get_customer(self, customer_iron_id: uuid.UUID | str) -> IronObject:
+        """``GET /api/customers/{id}``."""
+        return self._object("GET", f"/api/customers/{_seg(customer_iron_id)}")
+
+    # --- identifications --------------------------------------------------------------
+
+    def create_identification(
+        self,
+        customer_iron_id: uuid.UUID | str,
+        *,
+        idempotency_key: uuid.UUID | str,
+        with_edd: bool = False,
+    ) -> IronObject:
+        """``POST /api/customers/{id}/identifications/v2`` with ``{"type": "Link"}``.
+
+        Call it again only with the same ``idempotency_key`` (a retry of the same intent),
+        never to refresh the status: each new key creates a new identification at Iron.
+        """
+        body: dict[str, Any] = {"type": "Link"}
+        if with_edd:
+            body["with_edd"] = True
+        return self._object(
+            "POST",
+            f"/api/customers/{_seg(customer_iron_id)}/identifications/v2",
+            json_body=body,
+            idempotency_key=idempotency_key,
+        )
+
+    def iter_identifications(
+        self, customer_iron_id: uuid.UUID | str, *, page_size: int = 100
+    ) -> Iterator[IronObject]:
+        """``GET /api/customers/{id}/identifications``, following ``cursor`` pages.
+
+        Yields every identification of the customer, in Iron's order (which Iron does not
+        document: sort by ``created_at`` if order matters). Stops at an absent or null
+        cursor, an empty page, or a cursor seen before.
+        """
+        path = f"/api/customers/{_seg(customer_iron_id)}/identifications"
+        params: dict[str, Any] = {"page_size": max(1, min(int(page_size), 100))}
+        seen: set[str] = set()
+        while True:
+            page = self._object("GET", path, params=params)
+            items = page.get("items") or []
+            if not isinstance(items, list):
+                raise IronAPIError(
+                    "Iron's identification list has no 'items' list.",
+                    status=200,
+                    method="GET",
+                    path=path,
+                )
+            yield from (item for item in items if isinstance(item, dict))
+            cursor = page.get("cursor")
+            if not items or not cursor or str(cursor) in seen:
+                return
+            seen.add(str(cursor))
+            params = {**params, "cursor": str(cursor)}
+
+    def list_identifications(self, customer_iron_id: uuid.UUID | str) -> list[IronObject]:
+        """All of a customer's identifications as a list (see :meth:`iter_identifications`)."""
+        return list(self.iter_identifications(customer_iron_id))
+
+    def get_identification(self, identification_iron_id: uuid.UUID | str) -> IronObject:
+        """``GET /api/identifications/{id}``."""
+        return self._object("GET", f"/api/identifications/{_seg(identification_iron_id)}")
+
+    def sandbox_decide(
+        self,
+        identification_iron_id: uuid.UUID | str,
+        *,
+        approved: bool,
+        idempotency_key: uuid.UUID | str,
+    ) -> IronObject:
+        """``POST /api/sandbox/identification/{id}`` with ``{"approved": bool}`` (sandbox only).
+
+        The caller (``services``) checks that sandbox actions are allowed before calling.
+        """
+        return self._object(
+            "POST",
+            f"/api/sandbox/identification/{_seg(identification_iron_id)}",
+            json_body={"approved": bool(approved)},
+            idempotency_key=idempotency_key,
+        )
+
+    # --- transport --------------------------------------------------------------------
+
+    def _object(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotency_key: uuid.UUID | str | None = None,
+    ) -> IronObject:
+        data = self.request(
+            method, path, params=params, json_body=json_body, idempotency_key=idempotency_key
+        )
+        if not isinstance(data, dict):
+            raise IronAPIError(
+                f"Iron answered with {type(data).__name__}, not a JSON object.",
+                status=200,
+                method=method,
+                path=path,
+            )
+        return data
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        idempotency_key: uuid.UUID | str | None = None,
+    ) -> Any:
+        """Send one request to Iron and return the decoded JSON body.
+
+        ``path`` starts with ``/api/``. A POST without ``idempotency_key`` is a programming
+        error (Iron requires one) and raises ``ValueError`` before anything is sent.
+        """
+        method = method.upper()
+        headers: dict[str, str] = {}
+        data: bytes | None = None
+        if method == "POST":
+            if not idempotency_key:
+                raise ValueError("Every POST to Iron needs an idempotency key.")
+            headers["IDEMPOTENCY-KEY"] = str(idempotency_key)
+        if json_body is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+            data = json.dumps(json_body, separators=(",", ":")).encode()
+        url = self.base_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.exceptions.RetryError as exc:
+            # urllib3 gave up on a status retry; describe it without the URL's query.
+            raise IronTransientError(
+                f"gave up after retries: {type(exc).__name__}", method=method, path=path
+            ) from None
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            raise IronTransientError(
+                f"{type(exc).__name__} talking to Iron", method=method, path=path
+            ) from None
+        except requests.RequestException as exc:
+            raise IronAPIError(
+                f"{type(exc).__name__} talking to Iron", method=method, path=path
+            ) from None
+        logger.debug("Iron %s %s -> %s", method, path, response.status_code)
+        return self._decode(response, method, path)
+
+    def _decode(self, response: requests.Response, method: str, path: str) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            if status == 204 or not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError:
+                raise IronAPIError(
+                    "Iron answered with a body that is not JSON.",
+                    status=status,
+                    method=method,
+                    path=path,
+                ) from None
+        if 300 <= status < 400:
+            raise IronAPIError(
+                f"Iron answered with a redirect ({status}); redirects are never followed.",
+                status=status,
+                method=method,
+                path=path,
+            )
+        message, code, request_id, body = parse_error_body(response)
+        request_id = request_id or response.headers.get("x-request-id")
+        kwargs: dict[str, Any] = {
+            "status": status,
+            "code": code,
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "body": body,
+        }
+        if status in RETRY_STATUSES:
+            raise IronTransientError(
+                message,
+                retry_after=_parse_retry_after(response.headers.get("Retry-After")),
+                **kwargs,
+            )
+        raise IronAPIError(message, **kwargs)
+
+
+def parse_error_body(response: requests.Response) -> tuple[str, str | None, str | None, Any]:
+    """Read any of Iron's error shapes into ``(message, code, request_id, body)``.
+
+    Shapes seen in Iron's documents: plain text (``authorization error``), a JSON string,
+    ``{"error": {"code", "message", "request_id"}}``, and ``{"message", "trace_id"}``.
+    """
+    text = response.text.strip() if response.content else ""
+    reason = response.reason or "error"
+    if not text:
+        return (reason, None, None, None)
+    try:
+        body: Any = json.loads(text)
+    except ValueError:
+        return (text[:500], None, None, text[:2000])
+    if isinstance(body, str):
+        return (body[:500] or reason, None, None, body)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            return (
+                str(error.get("message") or reason)[:500],
+                _str_or_none(error.get("code")),
+                _str_or_none(error.get("request_id") or body.get("request_id")),
+                body,
+            )
+        if isinstance(error, str) and "message" not in body:
+            return (error[:500], _str_or_none(body.get("code")), _str_or_none(body.get("request_id")), body)
+        message = body.get("message") or body.get("detail") or reason
+        return (
+            str(message)[:500],
+            _str_or_none(body.get("code")),
+            _str_or_none(body.get("trace_id") or body.get("request_id")),
+            body,
+        )
+    return (text[:500], None, None, body)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _seg(value: uuid.UUID | str) -> str:
+    """One URL path segment, safely quoted (an id can never add a path or a query)."""
+    return quote(str(value), safe="")

@@ -1,0 +1,211 @@
+"""Settings for django-iron-kyc, read live from ``django.conf.settings``.
+
+Every setting is a flat ``IRON_KYC_*`` name in the host project's settings. Nothing is
+copied into module constants: each property reads ``settings`` when it is used, so
+``override_settings`` works in tests and nothing is frozen at import time.
+
+Use the shared instance::
+
+    from django_iron_kyc.conf import iron_settings
+    iron_settings.BASE_URL
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+SANDBOX_HOST = "api.sandbox.iron.xyz"
+PRODUCTION_HOST = "api.iron.xyz"
+KNOWN_HOSTS = frozenset({SANDBOX_HOST, PRODUCTION_HOST})
+
+DEFAULT_BASE_URL = f"https://{SANDBOX_HOST}"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and any loopback IP address (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class IronKycSettings:
+    """Typed, live view of the ``IRON_KYC_*`` settings. Attribute names drop the prefix."""
+
+    prefix = "IRON_KYC_"
+
+    def _get(self, name: str, default: Any = None) -> Any:
+        return getattr(settings, self.prefix + name, default)
+
+    # --- Iron's API -------------------------------------------------------------------
+
+    @property
+    def API_KEY(self) -> str:
+        """``IRON_KYC_API_KEY`` (str, required): sent as ``X-API-Key``. Never logged or stored."""
+        value = self._get("API_KEY", "")
+        return value if isinstance(value, str) else ""
+
+    @property
+    def BASE_URL(self) -> str:
+        """``IRON_KYC_BASE_URL`` (str): Iron's host, without ``/api``.
+
+        Default ``https://api.sandbox.iron.xyz``. The client adds ``/api/...`` paths.
+        """
+        value = self._get("BASE_URL", DEFAULT_BASE_URL)
+        return str(value).rstrip("/")
+
+    @property
+    def base_host(self) -> str | None:
+        """The host name of ``BASE_URL`` (``None`` if it does not parse)."""
+        try:
+            return urlsplit(self.BASE_URL).hostname
+        except ValueError:
+            return None
+
+    @property
+    def is_sandbox_host(self) -> bool:
+        """True when ``BASE_URL`` points at Iron's sandbox or at a loopback fake."""
+        host = self.base_host
+        return host == SANDBOX_HOST or is_loopback_host(host)
+
+    @property
+    def is_production_host(self) -> bool:
+        return self.base_host == PRODUCTION_HOST
+
+    @property
+    def TIMEOUT(self) -> tuple[float, float]:
+        """``IRON_KYC_TIMEOUT``: seconds, a number or a ``(connect, read)`` pair.
+
+        Default ``(5, 30)``. Every request to Iron carries it.
+        """
+        value = self._get("TIMEOUT", (5.0, 30.0))
+        if isinstance(value, (int, float)):
+            return (float(value), float(value))
+        connect, read = value
+        return (float(connect), float(read))
+
+    @property
+    def API_VERSION(self) -> str | None:
+        """``IRON_KYC_API_VERSION`` (str or None): sent as ``X-API-Version`` when set."""
+        value = self._get("API_VERSION", None)
+        return str(value) if value else None
+
+    @property
+    def SUB_PARTNER_ID(self) -> str | None:
+        """``IRON_KYC_SUB_PARTNER_ID`` (str or None): sent as ``X-SUB-PARTNER-ID`` when set."""
+        value = self._get("SUB_PARTNER_ID", None)
+        return str(value) if value else None
+
+    @property
+    def MAX_RETRIES(self) -> int:
+        """``IRON_KYC_MAX_RETRIES`` (int, default 2): in-request retries of 429/5xx/connection
+        errors, with exponential backoff and jitter. Celery tasks retry further on top."""
+        return int(self._get("MAX_RETRIES", 2))
+
+    @property
+    def RETRY_BACKOFF(self) -> float:
+        """``IRON_KYC_RETRY_BACKOFF`` (float seconds, default 0.5): backoff factor for the
+        in-request retries."""
+        return float(self._get("RETRY_BACKOFF", 0.5))
+
+    @property
+    def RETRY_AFTER_MAX(self) -> float:
+        """``IRON_KYC_RETRY_AFTER_MAX`` (float seconds, default 10): the longest ``Retry-After``
+        the client waits for inside a request. A longer one ends the request with
+        ``IronTransientError.retry_after`` set, so a Celery retry waits instead of a worker."""
+        return float(self._get("RETRY_AFTER_MAX", 10.0))
+
+    @property
+    def IDEMPOTENCY_KEY_MAX_AGE(self) -> timedelta:
+        """``IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE`` (seconds, default 23 h): a stored key older
+        than this is never sent again (Iron forgets keys after 24 h); the intent is reconciled
+        by listing instead."""
+        return timedelta(seconds=float(self._get("IDEMPOTENCY_KEY_MAX_AGE", 23 * 3600)))
+
+    # --- Sandbox ----------------------------------------------------------------------
+
+    @property
+    def SANDBOX_ACTIONS(self) -> bool:
+        """``IRON_KYC_SANDBOX_ACTIONS`` (bool or None): allow the sandbox approve/decline calls.
+
+        Default (None): on only when ``BASE_URL`` is Iron's sandbox host or a loopback address.
+        Even when forced on, sandbox calls are refused against any other host.
+        """
+        value = self._get("SANDBOX_ACTIONS", None)
+        if value is None:
+            return self.is_sandbox_host
+        return bool(value) and self.is_sandbox_host
+
+    @property
+    def SANDBOX_ACTIONS_SETTING(self) -> bool | None:
+        """The raw ``IRON_KYC_SANDBOX_ACTIONS`` value, for the system checks."""
+        value = self._get("SANDBOX_ACTIONS", None)
+        return None if value is None else bool(value)
+
+    # --- Webhooks ---------------------------------------------------------------------
+
+    @property
+    def WEBHOOK_SECRETS(self) -> list[str]:
+        """``IRON_KYC_WEBHOOK_SECRET`` (str or list of str): the secret(s) Iron signs with.
+
+        A list allows rotation: a delivery is accepted if any secret verifies it. A secret
+        written ``whsec_<base64>`` is base64-decoded; any other is used as its UTF-8 bytes.
+        """
+        value = self._get("WEBHOOK_SECRET", None)
+        if not value:
+            return []
+        if isinstance(value, str):
+            return [value]
+        return [str(v) for v in value if v]
+
+    @property
+    def WEBHOOK_TOLERANCE(self) -> int:
+        """``IRON_KYC_WEBHOOK_TOLERANCE`` (int seconds, default 300): how far
+        ``webhook-timestamp`` may be from now, in either direction."""
+        return int(self._get("WEBHOOK_TOLERANCE", 300))
+
+    @property
+    def WEBHOOK_MAX_BODY_SIZE(self) -> int:
+        """``IRON_KYC_WEBHOOK_MAX_BODY_SIZE`` (int bytes, default 65536): larger bodies get 413."""
+        return int(self._get("WEBHOOK_MAX_BODY_SIZE", 64 * 1024))
+
+    # --- Polling ----------------------------------------------------------------------
+
+    @property
+    def POLL_FIRST_DELAY(self) -> timedelta:
+        """``IRON_KYC_POLL_FIRST_DELAY`` (seconds, default 60): first poll after creation."""
+        return timedelta(seconds=float(self._get("POLL_FIRST_DELAY", 60)))
+
+    @property
+    def POLL_MAX_INTERVAL(self) -> timedelta:
+        """``IRON_KYC_POLL_MAX_INTERVAL`` (seconds, default 6 h): the backoff between polls of
+        a pending identification grows up to this and no further."""
+        return timedelta(seconds=float(self._get("POLL_MAX_INTERVAL", 6 * 3600)))
+
+    @property
+    def POLL_MAX_AGE(self) -> timedelta:
+        """``IRON_KYC_POLL_MAX_AGE`` (seconds, default 30 days): an identification still not
+        terminal this long after creation is flagged stale and no longer polled."""
+        return timedelta(seconds=float(self._get("POLL_MAX_AGE", 30 * 86400)))
+
+    @property
+    def POLL_BATCH_SIZE(self) -> int:
+        """``IRON_KYC_POLL_BATCH_SIZE`` (int, default 100): customers handled per sweep batch."""
+        return int(self._get("POLL_BATCH_SIZE", 100))
+
+    @property
+    def TASK_MAX_RETRIES(self) -> int:
+        """``IRON_KYC_TASK_MAX_RETRIES`` (int, default 8): Celery retries of transient errors."""
+        return int(self._get("TASK_MAX_RETRIES", 8))
+
+
+iron_settings = IronKycSettings()

@@ -1,0 +1,262 @@
+"""Models mirroring Iron's customers and identifications, and the webhook delivery log.
+
+Data and state rules only: no HTTP here (see ``client.py``) and no state changes from
+Iron's side either (see ``services.py``, the one place that applies Iron's state).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Customer(models.Model):
+    """A customer at Iron, optionally tied to one of the host project's users."""
+
+    class Status(models.TextChoices):
+        """Iron's ``CustomerStatus``, spelled exactly as Iron spells it."""
+
+        USER_REQUIRED = "UserRequired", _("User required")
+        SIGNINGS_REQUIRED = "SigningsRequired", _("Signings required")
+        IDENTIFICATION_REQUIRED = "IdentificationRequired", _("Identification required")
+        ACTIVE = "Active", _("Active")
+        SUSPENDED = "Suspended", _("Suspended")
+        ARCHIVED = "Archived", _("Archived")
+
+    class CustomerType(models.TextChoices):
+        PERSON = "Person", _("Person")
+        BUSINESS = "Business", _("Business")
+
+    iron_id = models.UUIDField(
+        _("Iron id"), unique=True, null=True, blank=True, editable=False,
+        help_text=_("Iron's customer id; empty until Iron has created the customer."),
+    )
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="iron_kyc_customer",
+        verbose_name=_("user"),
+    )
+    customer_type = models.CharField(
+        _("type"), max_length=16, choices=CustomerType.choices, default=CustomerType.PERSON
+    )
+    email = models.EmailField(_("email"), max_length=254, blank=True)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    external_id = models.CharField(_("external id"), max_length=255, blank=True, db_index=True)
+    # Stored as Iron sends it; an unknown value is kept (and logged), never rejected.
+    status = models.CharField(_("status"), max_length=64, blank=True, choices=Status.choices)
+    idempotency_key = models.UUIDField(
+        _("idempotency key"), unique=True, default=uuid.uuid4, editable=False,
+        help_text=_("Sent with every attempt to create this customer at Iron."),
+    )
+    iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
+    iron_updated_at = models.DateTimeField(_("updated at Iron"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        app_label = "iron_kyc"
+        verbose_name = _("customer")
+        verbose_name_plural = _("customers")
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        label = self.email or self.name or (str(self.iron_id) if self.iron_id else f"#{self.pk}")
+        return f"{label} ({self.status or 'not at Iron yet'})"
+
+    @property
+    def current_identification(self) -> Identification | None:
+        """The newest identification that has not been superseded or failed locally."""
+        return (
+            self.identifications.filter(superseded_at__isnull=True, failed_at__isnull=True)
+            .order_by("-created_at", "-pk")
+            .first()
+        )
+
+
+class IdentificationQuerySet(models.QuerySet["Identification"]):
+    def in_flight(self) -> IdentificationQuerySet:
+        """Not terminal, not superseded, not failed: what blocks a new identification."""
+        return self.filter(superseded_at__isnull=True, failed_at__isnull=True).exclude(
+            status__in=Identification.TERMINAL_STATUSES
+        )
+
+    def pending(self) -> IdentificationQuerySet:
+        """Known at Iron and still waiting for a decision (what the poller follows)."""
+        return self.in_flight().filter(iron_id__isnull=False)
+
+    def terminal(self) -> IdentificationQuerySet:
+        return self.filter(status__in=Identification.TERMINAL_STATUSES)
+
+
+class Identification(models.Model):
+    """One hosted Link identification at Iron (or our intent to create one).
+
+    A row exists before Iron is asked, holding the idempotency key every attempt reuses;
+    ``iron_id`` and ``status`` stay empty until Iron has answered, so a row Iron never
+    confirmed is never ``Pending``.
+    """
+
+    class Status(models.TextChoices):
+        """Iron's ``IdentificationStatus``, spelled exactly as Iron spells it."""
+
+        PENDING = "Pending", _("Pending")
+        PROCESSED = "Processed", _("Processed")
+        PENDING_REVIEW = "PendingReview", _("Pending review")
+        APPROVED = "Approved", _("Approved")
+        DECLINED = "Declined", _("Declined")
+        EXPIRED = "Expired", _("Expired")
+        ARCHIVED = "Archived", _("Archived")
+
+    TERMINAL_STATUSES: ClassVar[frozenset[str]] = frozenset(
+        {Status.APPROVED, Status.DECLINED, Status.EXPIRED, Status.ARCHIVED}
+    )
+
+    customer = models.ForeignKey(
+        Customer,
+        on_delete=models.CASCADE,
+        related_name="identifications",
+        verbose_name=_("customer"),
+    )
+    iron_id = models.UUIDField(
+        _("Iron id"), unique=True, null=True, blank=True, editable=False,
+        help_text=_("Iron's identification id; empty until Iron has answered."),
+    )
+    status = models.CharField(
+        _("status"), max_length=64, blank=True, default="", choices=Status.choices,
+        help_text=_("Iron's status; empty until Iron has answered."),
+    )
+    url = models.URLField(_("hosted URL"), max_length=2048, blank=True)
+    with_edd = models.BooleanField(_("with EDD"), default=False)
+    review_comment = models.TextField(_("review comment"), blank=True)
+    idempotency_key = models.UUIDField(
+        _("idempotency key"), unique=True, default=uuid.uuid4, editable=False,
+        help_text=_("Sent with every attempt to create this identification at Iron."),
+    )
+    iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
+    iron_updated_at = models.DateTimeField(_("updated at Iron"), null=True, blank=True)
+    superseded_at = models.DateTimeField(
+        _("superseded at"), null=True, blank=True,
+        help_text=_("A newer identification replaced this one; nothing it does counts."),
+    )
+    failed_at = models.DateTimeField(
+        _("failed at"), null=True, blank=True,
+        help_text=_("Creating it at Iron failed for good; see the last error."),
+    )
+    last_error = models.TextField(_("last error"), blank=True)
+    create_attempts = models.PositiveIntegerField(_("create attempts"), default=0)
+    # Polling: when to look next, how often we looked, and when we gave up.
+    next_poll_at = models.DateTimeField(_("next poll"), null=True, blank=True, db_index=True)
+    last_polled_at = models.DateTimeField(_("last polled"), null=True, blank=True)
+    poll_count = models.PositiveIntegerField(_("polls"), default=0)
+    stale_at = models.DateTimeField(
+        _("stale since"), null=True, blank=True,
+        help_text=_("Still not decided after the maximum polling age; no longer polled."),
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = IdentificationQuerySet.as_manager()
+
+    class Meta:
+        app_label = "iron_kyc"
+        verbose_name = _("identification")
+        verbose_name_plural = _("identifications")
+        ordering = ("-created_at", "-pk")
+        permissions = [
+            ("sandbox_decide", _("Can approve or decline identifications in sandbox")),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"],
+                condition=Q(superseded_at__isnull=True, failed_at__isnull=True)
+                & ~Q(status__in=["Approved", "Declined", "Expired", "Archived"]),
+                name="iron_kyc_one_identification_in_flight",
+                violation_error_message=_(
+                    "This customer already has an identification in flight."
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        label = str(self.iron_id) if self.iron_id else f"intent #{self.pk}"
+        return f"{label} ({self.status or 'not at Iron yet'})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL_STATUSES
+
+    @property
+    def is_superseded(self) -> bool:
+        return self.superseded_at is not None
+
+    @property
+    def is_in_flight(self) -> bool:
+        return not (self.is_terminal or self.superseded_at or self.failed_at)
+
+    @property
+    def is_sandbox_decidable(self) -> bool:
+        """Known at Iron and waiting for a decision: the sandbox buttons apply to it."""
+        return bool(self.iron_id) and self.is_in_flight
+
+
+class WebhookDelivery(models.Model):
+    """One verified webhook delivery from Iron, stored raw before it is acted on."""
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", _("Received, not processed yet")
+        PROCESSED = "processed", _("Processed")
+        IGNORED = "ignored", _("Ignored (type not handled)")
+        DUPLICATE = "duplicate", _("Duplicate (already acted on)")
+        STALE = "stale", _("Stale (older than stored state)")
+        UNKNOWN_OBJECT = "unknown_object", _("Unknown customer or identification")
+        INVALID = "invalid", _("Invalid body")
+        FAILED = "failed", _("Failed (error while processing)")
+
+    webhook_id = models.CharField(
+        _("webhook id"), max_length=255, unique=True, null=True, blank=True
+    )
+    signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
+    event_type = models.CharField(_("type"), max_length=64, blank=True, db_index=True)
+    event_timestamp = models.DateTimeField(_("event timestamp"), null=True, blank=True)
+    customer_iron_id = models.UUIDField(_("customer Iron id"), null=True, blank=True)
+    object_iron_id = models.UUIDField(_("object Iron id"), null=True, blank=True)
+    object_status = models.CharField(_("status in event"), max_length=64, blank=True)
+    event_key = models.CharField(
+        _("event key"), max_length=255, blank=True, db_index=True,
+        help_text=_("type, object id, status and timestamp: the same event under a new id."),
+    )
+    body = models.TextField(_("raw body"))
+    outcome = models.CharField(
+        _("outcome"), max_length=32, choices=Outcome.choices, default=Outcome.RECEIVED,
+        db_index=True,
+    )
+    error = models.TextField(_("error"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True)
+    attempts = models.PositiveIntegerField(_("processing attempts"), default=0)
+    received_at = models.DateTimeField(_("received"), default=timezone.now, db_index=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+
+    class Meta:
+        app_label = "iron_kyc"
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        ordering = ("-received_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'delivery'} {self.webhook_id or self.pk} ({self.outcome})"
+
+    def get_payload(self) -> Any:
+        """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
+        import json
+
+        return json.loads(self.body)
