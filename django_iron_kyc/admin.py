@@ -1,0 +1,907 @@
+"""Django admin for customers, identifications and webhook deliveries.
+
+Every field that comes from Iron is read-only: state changes only through ``services``
+(one call per action, reported with counts). The sandbox approve/decline actions and
+buttons exist only while ``iron_settings.SANDBOX_ACTIONS`` is on *and* the user holds
+``iron_kyc.sandbox_decide``; otherwise they are absent from the pages and a forged POST
+gets a 403 before anything is sent to Iron. Anything remote that cannot be undone asks
+for confirmation first and is written to Django's admin log with the staff user.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+
+from . import services
+from .conf import iron_settings
+from .exceptions import (
+    IdentificationInFlightError,
+    IdentificationStateError,
+    IronAPIError,
+    IronKycError,
+    SandboxNotAllowedError,
+)
+from .models import Customer, Identification, WebhookDelivery
+
+if TYPE_CHECKING:
+    CustomerAdminBase = admin.ModelAdmin[Customer]
+    IdentificationAdminBase = admin.ModelAdmin[Identification]
+    WebhookDeliveryAdminBase = admin.ModelAdmin[WebhookDelivery]
+    IdentificationInlineBase = admin.TabularInline[Identification, Customer]
+else:
+    CustomerAdminBase = IdentificationAdminBase = WebhookDeliveryAdminBase = admin.ModelAdmin
+    IdentificationInlineBase = admin.TabularInline
+
+SANDBOX_PERMISSION = "iron_kyc.sandbox_decide"
+SANDBOX_ACTION_NAMES = frozenset({"sandbox_approve", "sandbox_decline"})
+
+READ_ONLY_CONTEXT = {
+    "show_save": False,
+    "show_save_and_continue": False,
+    "show_save_and_add_another": False,
+}
+
+
+def describe_error(error: Exception) -> str:
+    """A readable one-line reason for a failure, with Iron's own message when Iron answered."""
+    if isinstance(error, IronAPIError):
+        if error.status is None:
+            return gettext("Iron could not be reached: %(message)s") % {"message": error.message}
+        return gettext("Iron answered %(status)s: %(message)s") % {
+            "status": error.status,
+            "message": error.message,
+        }
+    return str(error)
+
+
+class Tally:
+    """Counts what an action did to each object, for one summary message."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.refused: list[str] = []
+        self.failed: list[str] = []
+
+    def message(self, done_text: str) -> tuple[str, int]:
+        """The summary (``done_text`` already holds the done count) and its message level."""
+        parts = [done_text]
+        if self.refused:
+            parts.append(
+                ngettext(
+                    "%(count)d refused (%(reasons)s)",
+                    "%(count)d refused (%(reasons)s)",
+                    len(self.refused),
+                )
+                % {"count": len(self.refused), "reasons": "; ".join(self.refused)}
+            )
+        if self.failed:
+            parts.append(
+                ngettext(
+                    "%(count)d failed (%(reasons)s)",
+                    "%(count)d failed (%(reasons)s)",
+                    len(self.failed),
+                )
+                % {"count": len(self.failed), "reasons": "; ".join(self.failed)}
+            )
+        if not self.refused and not self.failed:
+            level = messages.SUCCESS
+        elif self.done:
+            level = messages.WARNING
+        else:
+            level = messages.ERROR
+        return "; ".join(parts), level
+
+
+def safe_link(url: str) -> SafeString | str:
+    """An ``http(s)`` URL as a link opening in a new tab; anything else as plain text."""
+    if not url:
+        return "-"
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme not in {"http", "https"}:
+        return url
+    return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+
+
+def _identification_label(iron_id: Any, pk: Any) -> str:
+    return str(iron_id) if iron_id else gettext("intent #%(pk)s") % {"pk": pk}
+
+
+class _ConfirmationMixin:
+    """Renders the intermediate confirmation pages of our actions and buttons."""
+
+    admin_site: admin.AdminSite
+    model: Any
+
+    def _confirmation(
+        self, request: HttpRequest, template: str, context: dict[str, Any]
+    ) -> TemplateResponse:
+        opts = self.model._meta
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request,
+            template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": opts,
+                "app_label": opts.app_label,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                **context,
+            },
+        )
+
+
+# --- Customers ------------------------------------------------------------------------
+
+
+class IdentificationInline(IdentificationInlineBase):
+    """The customer's identifications, newest first, read-only (links to each one)."""
+
+    model = Identification
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("iron_id", "status", "with_edd", "superseded_at", "failed_at", "iron_updated_at")
+    readonly_fields = fields
+    ordering = ("-created_at", "-pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
+    """Customers at Iron: start identifications (also superseding), refresh from Iron."""
+
+    list_display = (
+        "__str__",
+        "iron_id",
+        "user",
+        "status",
+        "customer_type",
+        "current_identification_link",
+        "current_identification_status",
+        "created_at",
+    )
+    list_select_related = ("user",)
+    list_filter = ("status", "customer_type")
+    raw_id_fields = ("user",)
+    actions = ("start_identification", "start_identification_with_edd", "refresh_from_iron")
+    inlines = (IdentificationInline,)
+    fieldsets = (
+        (None, {"fields": ("user", "current_identification_display")}),
+        (
+            _("At Iron (read-only)"),
+            {
+                "fields": (
+                    "iron_id",
+                    "status",
+                    "customer_type",
+                    "email",
+                    "name",
+                    "external_id",
+                    "iron_created_at",
+                    "iron_updated_at",
+                    "idempotency_key",
+                    "last_error",
+                )
+            },
+        ),
+        (_("Local"), {"fields": ("created_at", "updated_at")}),
+    )
+    readonly_fields = (
+        "current_identification_display",
+        "iron_id",
+        "status",
+        "customer_type",
+        "email",
+        "name",
+        "external_id",
+        "iron_created_at",
+        "iron_updated_at",
+        "idempotency_key",
+        "last_error",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        user_model = get_user_model()
+        fields = ["email", "name", "external_id", "iron_id"]
+        for name in (user_model.USERNAME_FIELD, user_model.get_email_field_name()):
+            lookup = f"user__{name}"
+            if name and lookup not in fields:
+                try:
+                    user_model._meta.get_field(name)
+                except Exception:  # noqa: S112 - a custom user model without that field
+                    continue
+                fields.append(lookup)
+        return fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        current = Identification.objects.filter(
+            customer=OuterRef("pk"), superseded_at__isnull=True, failed_at__isnull=True
+        ).order_by("-created_at", "-pk")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                current_identification_pk=Subquery(current.values("pk")[:1]),
+                current_identification_iron_id=Subquery(current.values("iron_id")[:1]),
+                current_identification_status_value=Subquery(current.values("status")[:1]),
+            )
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A row added here would not exist at Iron: customers come from services.create_customer.
+        return False
+
+    @admin.display(description=_("current identification"))
+    def current_identification_link(self, obj: Customer) -> SafeString | str:
+        pk = getattr(obj, "current_identification_pk", None)
+        if pk is None:
+            return "-"
+        url = reverse(f"{self.admin_site.name}:iron_kyc_identification_change", args=[quote(pk)])
+        label = _identification_label(getattr(obj, "current_identification_iron_id", None), pk)
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(
+        description=_("identification status"), ordering="current_identification_status_value"
+    )
+    def current_identification_status(self, obj: Customer) -> str:
+        if getattr(obj, "current_identification_pk", None) is None:
+            return "-"
+        value = getattr(obj, "current_identification_status_value", "") or ""
+        if not value:
+            return gettext("not at Iron yet")
+        return (
+            str(Identification.Status(value).label)
+            if value in Identification.Status.values
+            else value
+        )
+
+    @admin.display(description=_("current identification"))
+    def current_identification_display(self, obj: Customer) -> SafeString | str:
+        identification = obj.current_identification
+        if identification is None:
+            return "-"
+        url = reverse(
+            f"{self.admin_site.name}:iron_kyc_identification_change",
+            args=[quote(identification.pk)],
+        )
+        return format_html('<a href="{}">{}</a>', url, str(identification))
+
+    # Actions ----------------------------------------------------------------------------
+
+    @admin.action(description=_("Start an identification (Link)"), permissions=("change",))
+    def start_identification(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        self._start_identifications(request, queryset, with_edd=False)
+
+    @admin.action(description=_("Start an identification with EDD (Link)"), permissions=("change",))
+    def start_identification_with_edd(
+        self, request: HttpRequest, queryset: QuerySet[Customer]
+    ) -> None:
+        self._start_identifications(request, queryset, with_edd=True)
+
+    def _start_one(
+        self, request: HttpRequest, customer: Customer, *, with_edd: bool, force: bool
+    ) -> tuple[Identification | None, str | None, str | None]:
+        """Start one identification: (identification, refused reason, failure reason)."""
+        try:
+            identification = services.start_identification(customer, with_edd=with_edd, force=force)
+        except IdentificationInFlightError:
+            return (
+                None,
+                gettext("customer %(customer)s already has an identification in flight")
+                % {"customer": customer},
+                None,
+            )
+        except (IdentificationStateError, SandboxNotAllowedError) as error:
+            return None, f"{customer}: {error}", None
+        except IronKycError as error:
+            return None, None, f"{customer}: {describe_error(error)}"
+        identification.refresh_from_db()
+        kind = gettext("with EDD") if with_edd else gettext("Link")
+        text = (
+            gettext(
+                "Started identification %(identification)s (%(kind)s), superseding the one "
+                "in flight."
+            )
+            if force
+            else gettext("Started identification %(identification)s (%(kind)s).")
+        ) % {"identification": identification, "kind": kind}
+        self.log_change(request, customer, text)
+        if identification.failed_at is not None:
+            # Celery ran the creation at once (eager) and Iron refused it.
+            return identification, None, f"{customer}: {identification.last_error}"
+        return identification, None, None
+
+    def _start_identifications(
+        self, request: HttpRequest, queryset: QuerySet[Customer], *, with_edd: bool
+    ) -> None:
+        tally = Tally()
+        for customer in queryset:
+            _, refused, failed = self._start_one(request, customer, with_edd=with_edd, force=False)
+            if refused:
+                tally.refused.append(refused)
+            elif failed:
+                tally.failed.append(failed)
+            else:
+                tally.done += 1
+        text, level = tally.message(
+            ngettext(
+                "%(count)d identification started",
+                "%(count)d identifications started",
+                tally.done,
+            )
+            % {"count": tally.done}
+        )
+        self.message_user(request, text, level)
+
+    @admin.action(description=_("Refresh from Iron"), permissions=("view",))
+    def refresh_from_iron(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
+        tally = Tally()
+        refresh_customers(queryset, tally)
+        text, level = tally.message(
+            ngettext(
+                "%(count)d customer refreshed from Iron",
+                "%(count)d customers refreshed from Iron",
+                tally.done,
+            )
+            % {"count": tally.done}
+        )
+        self.message_user(request, text, level)
+
+    # The "start a new identification" button ----------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/start-identification/",
+                self.admin_site.admin_view(self.supersede_view),
+                name="{}_{}_start_identification".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None and self.has_change_permission(request, obj):
+            context["iron_start_identification_url"] = reverse(
+                f"{self.admin_site.name}:iron_kyc_customer_start_identification",
+                args=[quote(obj.pk)],
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def supersede_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then start a new identification with ``force=True``."""
+        customer = self.get_object(request, unquote(object_id))
+        if customer is None:
+            raise Http404(gettext("No such customer."))
+        if not self.has_change_permission(request, customer):
+            raise PermissionDenied
+        change_url = reverse(
+            f"{self.admin_site.name}:iron_kyc_customer_change", args=[quote(customer.pk)]
+        )
+        if request.method == "POST":
+            with_edd = request.POST.get("with_edd") in {"on", "1", "true", "yes"}
+            identification, refused, failed = self._start_one(
+                request, customer, with_edd=with_edd, force=True
+            )
+            if refused or failed:
+                self.message_user(
+                    request,
+                    gettext("No identification started: %(reason)s")
+                    % {"reason": refused or failed},
+                    messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request,
+                    gettext("Identification %(identification)s started for %(customer)s.")
+                    % {"identification": identification, "customer": customer},
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(change_url)
+        in_flight = (
+            Identification.objects.in_flight().filter(customer=customer).order_by("-created_at")
+        )
+        return self._confirmation(
+            request,
+            "admin/iron_kyc/customer/start_identification_confirmation.html",
+            {
+                "title": gettext("Start a new identification?"),
+                "object": customer,
+                "in_flight": list(in_flight),
+                "change_url": change_url,
+            },
+        )
+
+
+def refresh_customers(customers: Iterable[Customer], tally: Tally) -> None:
+    """Call ``services.refresh_customer`` for each customer, counting into ``tally``."""
+    for customer in customers:
+        if customer.iron_id is None:
+            tally.refused.append(
+                gettext("%(customer)s is not at Iron yet") % {"customer": customer}
+            )
+            continue
+        try:
+            services.refresh_customer(customer)
+        except IronKycError as error:
+            tally.failed.append(f"{customer}: {describe_error(error)}")
+        else:
+            tally.done += 1
+
+
+# --- Identifications ------------------------------------------------------------------
+
+
+class SupersededFilter(admin.SimpleListFilter):
+    """Superseded (a newer identification replaced it) or not."""
+
+    title = _("superseded")
+    parameter_name = "superseded"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("yes", _("Superseded")), ("no", _("Not superseded"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "yes":
+            return queryset.filter(superseded_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(superseded_at__isnull=True)
+        return queryset
+
+
+@admin.register(Identification)
+class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
+    """Identifications: everything read-only; refresh; approve/decline in sandbox."""
+
+    list_display = (
+        "__str__",
+        "customer",
+        "status",
+        "with_edd",
+        "superseded",
+        "iron_updated_at",
+        "created_at",
+    )
+    list_select_related = ("customer",)
+    list_filter = ("status", SupersededFilter, "with_edd")
+    search_fields = ("iron_id", "customer__iron_id")
+    actions = ("refresh_from_iron", "sandbox_approve", "sandbox_decline")
+    fieldsets = (
+        (
+            None,
+            {"fields": ("customer", "status", "hosted_url", "with_edd", "review_comment")},
+        ),
+        (
+            _("At Iron"),
+            {"fields": ("iron_id", "iron_created_at", "iron_updated_at", "idempotency_key")},
+        ),
+        (
+            _("Lifecycle"),
+            {"fields": ("superseded_at", "failed_at", "last_error", "create_attempts")},
+        ),
+        (
+            _("Polling"),
+            {"fields": ("next_poll_at", "last_polled_at", "poll_count", "stale_at")},
+        ),
+        (_("Local"), {"fields": ("created_at", "updated_at")}),
+    )
+    readonly_fields = (
+        "customer",
+        "status",
+        "hosted_url",
+        "with_edd",
+        "review_comment",
+        "iron_id",
+        "iron_created_at",
+        "iron_updated_at",
+        "idempotency_key",
+        "superseded_at",
+        "failed_at",
+        "last_error",
+        "create_attempts",
+        "next_poll_at",
+        "last_polled_at",
+        "poll_count",
+        "stale_at",
+        "created_at",
+        "updated_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Identifications start through services.start_identification (the customer actions).
+        return False
+
+    def has_sandbox_decide_permission(self, request: HttpRequest) -> bool:
+        """Sandbox actions are on (setting and host) and the user may decide in sandbox."""
+        return iron_settings.SANDBOX_ACTIONS and request.user.has_perm(SANDBOX_PERMISSION)
+
+    @admin.display(description=_("superseded"), boolean=True, ordering="superseded_at")
+    def superseded(self, obj: Identification) -> bool:
+        return obj.superseded_at is not None
+
+    @admin.display(description=_("hosted URL"))
+    def hosted_url(self, obj: Identification) -> SafeString | str:
+        return safe_link(obj.url)
+
+    # Actions ----------------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The sandbox actions are not even offered to whoever may not use them; a forged POST
+        # naming one is refused outright rather than answered with "no action selected".
+        if (
+            request.method == "POST"
+            and request.POST.get("action") in SANDBOX_ACTION_NAMES
+            and not self.has_sandbox_decide_permission(request)
+        ):
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=_("Refresh from Iron"), permissions=("view",))
+    def refresh_from_iron(self, request: HttpRequest, queryset: QuerySet[Identification]) -> None:
+        customers = Customer.objects.filter(pk__in=queryset.values("customer_id")).order_by("pk")
+        tally = Tally()
+        refresh_customers(customers, tally)
+        text, level = tally.message(
+            ngettext(
+                "%(count)d customer refreshed from Iron",
+                "%(count)d customers refreshed from Iron",
+                tally.done,
+            )
+            % {"count": tally.done}
+            + " "
+            + ngettext(
+                "(for %(count)d identification)",
+                "(for %(count)d identifications)",
+                queryset.count(),
+            )
+            % {"count": queryset.count()}
+        )
+        self.message_user(request, text, level)
+
+    @admin.action(description=_("Approve in sandbox"), permissions=("sandbox_decide",))
+    def sandbox_approve(
+        self, request: HttpRequest, queryset: QuerySet[Identification]
+    ) -> HttpResponse | None:
+        return self._sandbox_action(request, queryset, approve=True)
+
+    @admin.action(description=_("Decline in sandbox"), permissions=("sandbox_decide",))
+    def sandbox_decline(
+        self, request: HttpRequest, queryset: QuerySet[Identification]
+    ) -> HttpResponse | None:
+        return self._sandbox_action(request, queryset, approve=False)
+
+    def _sandbox_action(
+        self, request: HttpRequest, queryset: QuerySet[Identification], *, approve: bool
+    ) -> HttpResponse | None:
+        if not self.has_sandbox_decide_permission(request):
+            raise PermissionDenied
+        identifications = list(queryset.select_related("customer"))
+        if request.POST.get("post") != "yes":
+            return self._sandbox_confirmation(request, identifications, approve=approve)
+        tally = Tally()
+        for identification in identifications:
+            self._sandbox_decide_one(request, identification, approve=approve, tally=tally)
+        self.message_user(request, *self._sandbox_summary(tally, approve=approve))
+        return None
+
+    def _sandbox_decide_one(
+        self, request: HttpRequest, identification: Identification, *, approve: bool, tally: Tally
+    ) -> None:
+        if not identification.is_sandbox_decidable:
+            tally.refused.append(
+                gettext("%(identification)s is not pending at Iron")
+                % {"identification": identification}
+            )
+            return
+        decide = services.sandbox_approve if approve else services.sandbox_decline
+        try:
+            decide(identification)
+        except SandboxNotAllowedError:
+            raise PermissionDenied from None
+        except IdentificationStateError as error:
+            tally.refused.append(f"{identification}: {error}")
+            return
+        except IronKycError as error:
+            tally.failed.append(f"{identification}: {describe_error(error)}")
+            return
+        identification.refresh_from_db()
+        self.log_change(
+            request,
+            identification,
+            (
+                gettext("Approved in sandbox at Iron (status now %(status)s).")
+                if approve
+                else gettext("Declined in sandbox at Iron (status now %(status)s).")
+            )
+            % {"status": identification.status},
+        )
+        tally.done += 1
+
+    @staticmethod
+    def _sandbox_summary(tally: Tally, *, approve: bool) -> tuple[str, int]:
+        if approve:
+            done = ngettext(
+                "%(count)d identification approved in sandbox",
+                "%(count)d identifications approved in sandbox",
+                tally.done,
+            )
+        else:
+            done = ngettext(
+                "%(count)d identification declined in sandbox",
+                "%(count)d identifications declined in sandbox",
+                tally.done,
+            )
+        return tally.message(done % {"count": tally.done})
+
+    def _sandbox_confirmation(
+        self,
+        request: HttpRequest,
+        identifications: list[Identification],
+        *,
+        approve: bool,
+        object_url: str | None = None,
+    ) -> TemplateResponse:
+        decidable = [i for i in identifications if i.is_sandbox_decidable]
+        skipped = [i for i in identifications if not i.is_sandbox_decidable]
+        return self._confirmation(
+            request,
+            "admin/iron_kyc/identification/sandbox_confirmation.html",
+            {
+                "title": gettext("Approve in sandbox?")
+                if approve
+                else gettext("Decline in sandbox?"),
+                "approve": approve,
+                "decision": gettext("approve") if approve else gettext("decline"),
+                "action_name": "sandbox_approve" if approve else "sandbox_decline",
+                "queryset": identifications,
+                "decidable": decidable,
+                "skipped": skipped,
+                "iron_host": iron_settings.base_host,
+                "object_url": object_url,
+            },
+        )
+
+    # The sandbox buttons on the change page -----------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/sandbox-approve/",
+                self.admin_site.admin_view(self.sandbox_approve_view),
+                name="{}_{}_sandbox_approve".format(*info),
+            ),
+            path(
+                "<path:object_id>/sandbox-decline/",
+                self.admin_site.admin_view(self.sandbox_decline_view),
+                name="{}_{}_sandbox_decline".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**READ_ONLY_CONTEXT, **(extra_context or {})}
+        obj = self.get_object(request, unquote(object_id))
+        if (
+            obj is not None
+            and obj.is_sandbox_decidable
+            and self.has_sandbox_decide_permission(request)
+        ):
+            context["iron_sandbox_approve_url"] = reverse(
+                f"{self.admin_site.name}:iron_kyc_identification_sandbox_approve",
+                args=[quote(obj.pk)],
+            )
+            context["iron_sandbox_decline_url"] = reverse(
+                f"{self.admin_site.name}:iron_kyc_identification_sandbox_decline",
+                args=[quote(obj.pk)],
+            )
+        return super().change_view(request, object_id, form_url, context)
+
+    def sandbox_approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._sandbox_view(request, object_id, approve=True)
+
+    def sandbox_decline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._sandbox_view(request, object_id, approve=False)
+
+    def _sandbox_view(self, request: HttpRequest, object_id: str, *, approve: bool) -> HttpResponse:
+        if not self.has_sandbox_decide_permission(request):
+            raise PermissionDenied
+        identification = self.get_object(request, unquote(object_id))
+        if identification is None:
+            raise Http404(gettext("No such identification."))
+        change_url = reverse(
+            f"{self.admin_site.name}:iron_kyc_identification_change",
+            args=[quote(identification.pk)],
+        )
+        if not identification.is_sandbox_decidable:
+            self.message_user(
+                request,
+                gettext("%(identification)s is not pending at Iron: nothing was sent.")
+                % {"identification": identification},
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        if request.method != "POST":
+            return self._sandbox_confirmation(
+                request, [identification], approve=approve, object_url=change_url
+            )
+        tally = Tally()
+        self._sandbox_decide_one(request, identification, approve=approve, tally=tally)
+        self.message_user(request, *self._sandbox_summary(tally, approve=approve))
+        return HttpResponseRedirect(change_url)
+
+
+# --- Webhook deliveries ---------------------------------------------------------------
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(WebhookDeliveryAdminBase):
+    """The stored deliveries: read-only, with a ``reprocess`` action.
+
+    Nobody adds or edits a delivery: it is the record of what Iron sent. Superusers may
+    delete (``iron_kyc_prune_webhooks`` is the usual way); reprocessing needs the change
+    permission on deliveries.
+    """
+
+    list_display = (
+        "received_at",
+        "webhook_id",
+        "event_type",
+        "outcome",
+        "object_status",
+        "customer_iron_id",
+        "object_iron_id",
+        "attempts",
+    )
+    list_filter = ("outcome", "event_type")
+    search_fields = ("webhook_id", "customer_iron_id", "object_iron_id", "event_key")
+    actions = ("reprocess",)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "webhook_id",
+                    "event_type",
+                    "outcome",
+                    "error",
+                    "attempts",
+                    "received_at",
+                    "processed_at",
+                )
+            },
+        ),
+        (
+            _("Event"),
+            {
+                "fields": (
+                    "signed_at",
+                    "event_timestamp",
+                    "customer_iron_id",
+                    "object_iron_id",
+                    "object_status",
+                    "event_key",
+                    "pretty_body",
+                )
+            },
+        ),
+        (_("Traceback"), {"classes": ("collapse",), "fields": ("pretty_traceback",)}),
+    )
+    readonly_fields = (
+        "webhook_id",
+        "event_type",
+        "outcome",
+        "error",
+        "attempts",
+        "received_at",
+        "processed_at",
+        "signed_at",
+        "event_timestamp",
+        "customer_iron_id",
+        "object_iron_id",
+        "object_status",
+        "event_key",
+        "pretty_body",
+        "pretty_traceback",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("iron_kyc.change_webhookdelivery")
+
+    @admin.display(description=_("raw body"))
+    def pretty_body(self, obj: WebhookDelivery) -> SafeString:
+        try:
+            text = json.dumps(obj.get_payload(), indent=2, sort_keys=True, ensure_ascii=False)
+        except ValueError:
+            text = obj.body
+        return format_html("<pre>{}</pre>", text)
+
+    @admin.display(description=_("traceback"))
+    def pretty_traceback(self, obj: WebhookDelivery) -> SafeString | str:
+        return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"
+
+    @admin.action(description=_("Reprocess"), permissions=("reprocess",))
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
+        from . import webhooks
+
+        reprocess_one: Callable[[WebhookDelivery], Any] = webhooks.reprocess_delivery
+        tally = Tally()
+        outcomes: dict[str, int] = {}
+        for delivery in queryset.order_by("received_at", "pk"):
+            try:
+                reprocess_one(delivery)
+            except Exception as error:  # reported to the user; the row keeps the traceback
+                tally.failed.append(
+                    f"{delivery.webhook_id or delivery.pk}: {describe_error(error)}"
+                )
+                continue
+            delivery.refresh_from_db()
+            if delivery.outcome == WebhookDelivery.Outcome.FAILED:
+                tally.failed.append(f"{delivery.webhook_id or delivery.pk}: {delivery.error}")
+                continue
+            tally.done += 1
+            label = (
+                str(WebhookDelivery.Outcome(delivery.outcome).label)
+                if (delivery.outcome in WebhookDelivery.Outcome.values)
+                else delivery.outcome
+            )
+            outcomes[label] = outcomes.get(label, 0) + 1
+            self.log_change(
+                request, delivery, gettext("Reprocessed: %(outcome)s.") % {"outcome": label}
+            )
+        done = ngettext(
+            "%(count)d delivery reprocessed", "%(count)d deliveries reprocessed", tally.done
+        ) % {"count": tally.done}
+        if outcomes:
+            done += " (" + ", ".join(f"{n} {label}" for label, n in sorted(outcomes.items())) + ")"
+        text, level = tally.message(done)
+        self.message_user(request, text, level)
