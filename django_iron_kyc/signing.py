@@ -69,7 +69,8 @@ def parse_timestamp(value: str | None) -> int:
     if value is None or value == "":
         raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
     value = value.strip()
-    if not value.isdigit() or len(value) > 12:
+    # isdigit() alone would let Unicode digits ("²", "١٢٣") through to int() and encode().
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:
         raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds")
     return int(value)
 
@@ -83,7 +84,8 @@ def parse_signatures(header: str | None) -> list[str]:
     found: list[str] = []
     for part in header.split():
         version, sep, value = part.partition("=")
-        if sep and version == SIGNATURE_VERSION and value:
+        # compare_digest refuses non-ASCII str: such a value cannot be a hex digest anyway.
+        if sep and version == SIGNATURE_VERSION and value and value.isascii():
             found.append(value.strip().lower())
     if not found:
         if header.strip().startswith(f"{SIGNATURE_VERSION},"):
