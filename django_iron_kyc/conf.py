@@ -207,5 +207,32 @@ class IronKycSettings:
         """``IRON_KYC_TASK_MAX_RETRIES`` (int, default 8): Celery retries of transient errors."""
         return int(self._get("TASK_MAX_RETRIES", 8))
 
+    @property
+    def TASK_RETRY_BACKOFF(self) -> float:
+        """``IRON_KYC_TASK_RETRY_BACKOFF`` (float seconds, default 10): first Celery retry delay;
+        it doubles per retry (with jitter) and never undercuts Iron's ``Retry-After``."""
+        return float(self._get("TASK_RETRY_BACKOFF", 10.0))
+
+    @property
+    def TASK_RETRY_BACKOFF_MAX(self) -> float:
+        """``IRON_KYC_TASK_RETRY_BACKOFF_MAX`` (float seconds, default 600): the longest
+        backoff between two Celery retries."""
+        return float(self._get("TASK_RETRY_BACKOFF_MAX", 600.0))
+
+    @property
+    def CREATE_MAX_ATTEMPTS(self) -> int:
+        """``IRON_KYC_CREATE_MAX_ATTEMPTS`` (int, default 20): POSTs of one identification
+        intent (Celery retries, redeliveries and sweeps together). After that the intent is
+        reconciled by listing and, if Iron has nothing for it, failed: a poison message
+        cannot loop forever."""
+        return int(self._get("CREATE_MAX_ATTEMPTS", 20))
+
+    @property
+    def CREATE_RECOVERY_DELAY(self) -> timedelta:
+        """``IRON_KYC_CREATE_RECOVERY_DELAY`` (seconds, default 300): an identification intent
+        Iron has not confirmed this long after its last attempt is enqueued again by the
+        sweep (what an outage of the broker or a lost task left behind)."""
+        return timedelta(seconds=float(self._get("CREATE_RECOVERY_DELAY", 300)))
+
 
 iron_settings = IronKycSettings()
