@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from collections.abc import Iterator, Mapping
-from typing import Any
-from urllib.parse import quote
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -29,8 +30,13 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from . import __version__
-from .conf import iron_settings
+from .conf import iron_settings, is_loopback_host
 from .exceptions import IronAPIError, IronConfigurationError, IronTransientError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.response import BaseHTTPResponse
 
 logger = logging.getLogger(__name__)
 
@@ -46,33 +52,42 @@ class _IronRetry(Retry):
 
     A worker should not sleep for minutes inside a request: the response is returned as it
     is, becomes ``IronTransientError`` with ``retry_after`` set, and the caller (a Celery
-    task) schedules the retry itself.
+    task) schedules the retry itself. An unreadable ``Retry-After`` also ends the retries
+    (urllib3 would otherwise raise ``InvalidHeader`` while sleeping).
     """
 
-    retry_after_max: float = 10.0
+    # Only these statuses are retried because of a Retry-After header (urllib3 adds 413).
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
 
-    def new(self, **kw: Any) -> _IronRetry:
+    give_up_after: float = 10.0
+
+    def new(self, **kw: Any) -> Self:
         new = super().new(**kw)
-        new.retry_after_max = self.retry_after_max
+        new.give_up_after = self.give_up_after
         return new
 
-    def increment(  # type: ignore[override]
+    def increment(
         self,
         method: str | None = None,
         url: str | None = None,
-        response: Any = None,
+        response: BaseHTTPResponse | None = None,
         error: Exception | None = None,
-        _pool: Any = None,
-        _stacktrace: Any = None,
-    ) -> Retry:
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Self:
         if response is not None:
             header = response.headers.get("Retry-After")
             if header is not None:
                 seconds = _parse_retry_after(header)
-                if seconds is None or seconds > self.retry_after_max:
+                if seconds is None or seconds > self.give_up_after:
                     # With raise_on_status=False urllib3 hands back this response unchanged.
-                    raise MaxRetryError(_pool, url or "", ResponseError("Retry-After too long"))
+                    reason = ResponseError("Retry-After too long")
+                    raise MaxRetryError(_pool, url, reason)  # type: ignore[arg-type]
         return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        # Same reading as ``increment`` (urllib3's own refuses fractions such as "1.5").
+        return _parse_retry_after(retry_after) or 0.0
 
 
 def _parse_retry_after(value: str | None) -> float | None:
@@ -116,16 +131,26 @@ class IronClient:
         backoff_factor: float | None = None,
         retry_after_max: float | None = None,
     ) -> None:
-        key = api_key if api_key is not None else iron_settings.API_KEY
+        key = (api_key if api_key is not None else iron_settings.API_KEY).strip()
         if not key:
             raise IronConfigurationError("IRON_KYC_API_KEY is not set.")
+        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+            # requests would put the key in its InvalidHeader message: refuse it here, unnamed.
+            raise IronConfigurationError(
+                "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters."
+            )
+        self._api_key = key
         self.base_url = (base_url or iron_settings.BASE_URL).rstrip("/")
+        _check_base_url(self.base_url)
         if timeout is None:
             timeout = iron_settings.TIMEOUT
         self.timeout: tuple[float, float] = (
-            (float(timeout), float(timeout)) if isinstance(timeout, (int, float)) else timeout
+            (float(timeout), float(timeout))
+            if isinstance(timeout, (int, float))
+            else (float(timeout[0]), float(timeout[1]))
         )
         retries = iron_settings.MAX_RETRIES if max_retries is None else max_retries
+        backoff = iron_settings.RETRY_BACKOFF if backoff_factor is None else backoff_factor
         retry = _IronRetry(
             total=retries,
             connect=retries,
@@ -135,14 +160,14 @@ class IronClient:
             redirect=False,
             allowed_methods=frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"}),
             status_forcelist=RETRY_STATUSES,
-            backoff_factor=iron_settings.RETRY_BACKOFF if backoff_factor is None else backoff_factor,
-            backoff_jitter=0.25,
+            backoff_factor=backoff,
+            backoff_jitter=backoff / 2,
             backoff_max=30.0,
             respect_retry_after_header=True,
             raise_on_status=False,
             raise_on_redirect=False,
         )
-        retry.retry_after_max = (
+        retry.give_up_after = (
             iron_settings.RETRY_AFTER_MAX if retry_after_max is None else retry_after_max
         )
         self.session = requests.Session()
@@ -166,6 +191,8 @@ class IronClient:
 
     def __repr__(self) -> str:
         return f"<IronClient {self.base_url}>"
+
+    __str__ = __repr__
 
     def close(self) -> None:
         self.session.close()
@@ -193,7 +220,9 @@ class IronClient:
             body["name"] = name
         if external_id:
             body["external_id"] = external_id
-        return self._object("POST", "/api/customers", json_body=body, idempotency_key=idempotency_key)
+        return self._object(
+            "POST", "/api/customers", json_body=body, idempotency_key=idempotency_key
+        )
 
     def get_customer(self, customer_iron_id: uuid.UUID | str) -> IronObject:
         """``GET /api/customers/{id}``."""
@@ -247,7 +276,10 @@ class IronClient:
                 )
             yield from (item for item in items if isinstance(item, dict))
             cursor = page.get("cursor")
-            if not items or not cursor or str(cursor) in seen:
+            if not items or not cursor:
+                return
+            if str(cursor) in seen:
+                logger.warning("Iron repeated the cursor %s on %s; stopping there.", cursor, path)
                 return
             seen.add(str(cursor))
             params = {**params, "cursor": str(cursor)}
@@ -326,6 +358,9 @@ class IronClient:
             headers["Content-Type"] = JSON_CONTENT_TYPE
             data = json.dumps(json_body, separators=(",", ":")).encode()
         url = self.base_url + path
+        # Errors are raised after the ``except`` blocks, so that requests' exception (whose
+        # request carries the X-API-Key header) is not chained to ours as ``__context__``.
+        failure: IronAPIError | None = None
         try:
             response = self.session.request(
                 method,
@@ -336,19 +371,22 @@ class IronClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except requests.exceptions.RetryError as exc:
-            # urllib3 gave up on a status retry; describe it without the URL's query.
-            raise IronTransientError(
-                f"gave up after retries: {type(exc).__name__}", method=method, path=path
-            ) from None
-        except (requests.Timeout, requests.ConnectionError) as exc:
-            raise IronTransientError(
+        except (requests.Timeout, requests.ConnectionError, requests.exceptions.RetryError) as exc:
+            failure = IronTransientError(
                 f"{type(exc).__name__} talking to Iron", method=method, path=path
-            ) from None
+            )
+        except requests.exceptions.ChunkedEncodingError as exc:
+            # The connection dropped while the body was read: as transient as a timeout.
+            failure = IronTransientError(
+                f"{type(exc).__name__} talking to Iron", method=method, path=path
+            )
         except requests.RequestException as exc:
-            raise IronAPIError(
+            failure = IronAPIError(
                 f"{type(exc).__name__} talking to Iron", method=method, path=path
-            ) from None
+            )
+        if failure is not None:
+            logger.warning("Iron %s %s failed: %s", method, path, failure.message)
+            raise failure
         logger.debug("Iron %s %s -> %s", method, path, response.status_code)
         return self._decode(response, method, path)
 
@@ -374,6 +412,12 @@ class IronClient:
                 path=path,
             )
         message, code, request_id, body = parse_error_body(response)
+        # Never let the key through, even if an error page echoed the request headers.
+        message = message.replace(self._api_key, "********")
+        if isinstance(body, str):
+            body = body.replace(self._api_key, "********")
+        elif body is not None and self._api_key in json.dumps(body, default=str):
+            body = None
         request_id = request_id or response.headers.get("x-request-id")
         kwargs: dict[str, Any] = {
             "status": status,
@@ -383,7 +427,7 @@ class IronClient:
             "path": path,
             "body": body,
         }
-        if status in RETRY_STATUSES:
+        if status == 429 or status >= 500:
             raise IronTransientError(
                 message,
                 retry_after=_parse_retry_after(response.headers.get("Retry-After")),
@@ -418,7 +462,8 @@ def parse_error_body(response: requests.Response) -> tuple[str, str | None, str 
                 body,
             )
         if isinstance(error, str) and "message" not in body:
-            return (error[:500], _str_or_none(body.get("code")), _str_or_none(body.get("request_id")), body)
+            code = _str_or_none(body.get("code"))
+            return (error[:500], code, _str_or_none(body.get("request_id")), body)
         message = body.get("message") or body.get("detail") or reason
         return (
             str(message)[:500],
@@ -427,6 +472,22 @@ def parse_error_body(response: requests.Response) -> tuple[str, str | None, str 
             body,
         )
     return (text[:500], None, None, body)
+
+
+def _check_base_url(base_url: str) -> None:
+    """Refuse to send the key over plain http to anything but a loopback address."""
+    try:
+        parts = urlsplit(base_url)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise IronConfigurationError("IRON_KYC_BASE_URL is not an http(s) URL.")
+    if parts.scheme == "http" and not is_loopback_host(host):
+        raise IronConfigurationError(
+            f"IRON_KYC_BASE_URL uses plain http to {host}; only https (or a loopback fake) "
+            "may carry the API key."
+        )
 
 
 def _str_or_none(value: Any) -> str | None:

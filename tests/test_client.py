@@ -1,0 +1,862 @@
+"""IronClient: the one HTTP seam to Iron (Part A items 1, 2 and 8 of IRON_API.md).
+
+Most tests mock the network with ``responses``. What ``responses`` cannot show (real
+timeouts, dropped connections, urllib3's backoff sleeps) runs against a tiny scripted HTTP
+server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import socket
+import threading
+import types
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+import responses
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from responses import matchers
+from responses.registries import OrderedRegistry
+
+from django_iron_kyc import __version__
+from django_iron_kyc.client import IronClient, parse_error_body
+from django_iron_kyc.exceptions import (
+    IronAPIError,
+    IronConfigurationError,
+    IronKycError,
+    IronTransientError,
+)
+
+BASE = "http://127.0.0.1:9"
+API_KEY = "test-api-key-d0-not-log"  # tests/settings.py
+CUSTOMER_ID = "2ff3e394-978b-4489-8795-0a4e769a04c6"
+IDENT_ID = "c3d4e5f6-a7b8-9012-cdef-345678901234"
+CUSTOMERS = f"{BASE}/api/customers"
+CREATE_IDENT = f"{BASE}/api/customers/{CUSTOMER_ID}/identifications/v2"
+LIST_IDENTS = f"{BASE}/api/customers/{CUSTOMER_ID}/identifications"
+SANDBOX = f"{BASE}/api/sandbox/identification/{IDENT_ID}"
+
+
+def identification(status: str = "Pending", **extra: Any) -> dict[str, Any]:
+    return {
+        "id": IDENT_ID,
+        "customer_id": CUSTOMER_ID,
+        "status": status,
+        "url": "https://verify.example/link",
+        "created_at": "2025-06-02T14:59:26Z",
+        "updated_at": "2025-06-02T14:59:26Z",
+        **extra,
+    }
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(registry=OrderedRegistry) as rsps:
+        yield rsps
+
+
+def client(**kwargs: Any) -> IronClient:
+    kwargs.setdefault("backoff_factor", 0)
+    return IronClient(**kwargs)
+
+
+# --- what every request carries ---------------------------------------------------------
+
+
+def test_every_request_carries_api_key_user_agent_and_accept(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={"id": CUSTOMER_ID})
+
+    assert client().get_customer(CUSTOMER_ID) == {"id": CUSTOMER_ID}
+
+    headers = mocked.calls[0].request.headers
+    assert headers["X-API-Key"] == API_KEY
+    assert headers["User-Agent"].startswith(f"django-iron-kyc/{__version__} ")
+    assert headers["Accept"].startswith("application/json")
+    assert "X-API-Version" not in headers
+    assert "X-SUB-PARTNER-ID" not in headers
+    assert "IDEMPOTENCY-KEY" not in headers
+
+
+@override_settings(IRON_KYC_API_VERSION="2025-03-13", IRON_KYC_SUB_PARTNER_ID=IDENT_ID)
+def test_api_version_and_sub_partner_headers_come_from_settings(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={"id": CUSTOMER_ID})
+
+    client().get_customer(CUSTOMER_ID)
+
+    headers = mocked.calls[0].request.headers
+    assert headers["X-API-Version"] == "2025-03-13"
+    assert headers["X-SUB-PARTNER-ID"] == IDENT_ID
+
+
+@override_settings(IRON_KYC_API_KEY="other-key", IRON_KYC_BASE_URL="https://api.iron.xyz/")
+def test_client_reads_settings_when_made():
+    with responses.RequestsMock() as rsps:
+        rsps.get(f"https://api.iron.xyz/api/customers/{CUSTOMER_ID}", json={})
+        made = client()
+        made.get_customer(CUSTOMER_ID)
+        assert rsps.calls[0].request.headers["X-API-Key"] == "other-key"
+    assert made.base_url == "https://api.iron.xyz"
+
+
+def call_each_method(c: IronClient) -> None:
+    key = uuid.uuid4()
+    c.create_customer(email="a@example.com", idempotency_key=key)
+    c.get_customer(CUSTOMER_ID)
+    c.create_identification(CUSTOMER_ID, idempotency_key=key)
+    c.list_identifications(CUSTOMER_ID)
+    c.get_identification(IDENT_ID)
+    c.sandbox_decide(IDENT_ID, approved=True, idempotency_key=key)
+
+
+def register_each_method(rsps: responses.RequestsMock) -> None:
+    rsps.post(CUSTOMERS, json={"id": CUSTOMER_ID}, status=201)
+    rsps.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={"id": CUSTOMER_ID})
+    rsps.post(CREATE_IDENT, json=identification(), status=201)
+    rsps.get(LIST_IDENTS, json={"items": [identification()], "cursor": None})
+    rsps.get(f"{BASE}/api/identifications/{IDENT_ID}", json=identification())
+    rsps.post(SANDBOX, json=identification("Approved"), status=201)
+
+
+@override_settings(IRON_KYC_TIMEOUT=(2, 7))
+def test_every_call_has_the_configured_timeout(mocked):
+    register_each_method(mocked)
+
+    call_each_method(client())
+
+    assert len(mocked.calls) == 6
+    assert {call.request.req_kwargs["timeout"] for call in mocked.calls} == {(2.0, 7.0)}
+
+
+def test_every_post_carries_the_idempotency_key_it_was_given(mocked):
+    register_each_method(mocked)
+
+    call_each_method(client())
+
+    for call in mocked.calls:
+        if call.request.method == "POST":
+            uuid.UUID(call.request.headers["IDEMPOTENCY-KEY"])
+            assert call.request.headers["Content-Type"].startswith("application/json")
+        else:
+            assert "IDEMPOTENCY-KEY" not in call.request.headers
+    keys = {c.request.headers.get("IDEMPOTENCY-KEY") for c in mocked.calls}
+    assert len(keys - {None}) == 1
+
+
+def test_post_without_idempotency_key_is_refused_before_sending(mocked):
+    with pytest.raises(ValueError, match="idempotency key"):
+        client().request("POST", "/api/customers", json_body={})
+    assert len(mocked.calls) == 0
+
+
+def test_create_identification_sends_link_body(mocked):
+    key = uuid.uuid4()
+    mocked.post(
+        CREATE_IDENT,
+        json=identification(),
+        status=201,
+        match=[
+            matchers.json_params_matcher({"type": "Link"}),
+            matchers.header_matcher({"IDEMPOTENCY-KEY": str(key)}),
+        ],
+    )
+    mocked.post(
+        CREATE_IDENT,
+        json=identification(with_edd=True),
+        status=201,
+        match=[matchers.json_params_matcher({"type": "Link", "with_edd": True})],
+    )
+
+    c = client()
+    assert c.create_identification(CUSTOMER_ID, idempotency_key=key)["status"] == "Pending"
+    assert c.create_identification(uuid.UUID(CUSTOMER_ID), idempotency_key=key, with_edd=True)[
+        "with_edd"
+    ]
+
+
+def test_create_customer_sends_only_given_fields(mocked):
+    mocked.post(
+        CUSTOMERS,
+        json={"id": CUSTOMER_ID},
+        status=201,
+        match=[
+            matchers.json_params_matcher(
+                {"customer_type": "Person", "email": "a@example.com", "external_id": "u-1"}
+            )
+        ],
+    )
+
+    client().create_customer(email="a@example.com", external_id="u-1", idempotency_key="k")
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_sandbox_decide_posts_the_decision(mocked, approved):
+    mocked.post(
+        SANDBOX,
+        json=identification("Approved" if approved else "Declined"),
+        status=201,
+        match=[matchers.json_params_matcher({"approved": approved})],
+    )
+
+    client().sandbox_decide(IDENT_ID, approved=approved, idempotency_key=uuid.uuid4())
+
+
+def test_ids_are_quoted_into_one_path_segment(mocked):
+    mocked.get(f"{BASE}/api/customers/..%2Fwebhooks%3Fx%3D1", json={})
+
+    client().get_customer("../webhooks?x=1")
+
+    assert mocked.calls[0].request.path_url == "/api/customers/..%2Fwebhooks%3Fx%3D1"
+
+
+# --- answers that are not a JSON object ---------------------------------------------------
+
+
+def test_success_that_is_not_json_is_an_api_error(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="<html>hi</html>", status=200)
+
+    with pytest.raises(IronAPIError, match="not JSON") as info:
+        client().get_customer(CUSTOMER_ID)
+    assert type(info.value) is IronAPIError
+
+
+def test_success_with_a_json_list_is_an_api_error(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json=[1, 2])
+
+    with pytest.raises(IronAPIError, match="not a JSON object"):
+        client().get_customer(CUSTOMER_ID)
+
+
+def test_empty_success_body_is_an_empty_object(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="", status=204)
+
+    assert client().get_customer(CUSTOMER_ID) == {}
+
+
+# --- error shapes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "content_type", "message", "code", "request_id"),
+    [
+        pytest.param(
+            401,
+            "authorization error",
+            "text/plain; charset=utf-8",
+            "authorization error",
+            None,
+            None,
+            id="plain-text-401",
+        ),
+        pytest.param(
+            409,
+            '"Has Pending Identification"',
+            "application/json; charset=utf-8",
+            "Has Pending Identification",
+            None,
+            None,
+            id="json-string",
+        ),
+        pytest.param(
+            400,
+            json.dumps(
+                {"error": {"code": "invalid_body", "message": "bad type", "request_id": "r-1"}}
+            ),
+            "application/json",
+            "bad type",
+            "invalid_body",
+            "r-1",
+            id="error-envelope",
+        ),
+        pytest.param(
+            404,
+            json.dumps({"message": "Customer not found", "code": "not_found"}),
+            "application/json",
+            "Customer not found",
+            "not_found",
+            None,
+            id="message-object",
+        ),
+        pytest.param(403, "", "text/plain", "Forbidden", None, None, id="empty-body-uses-reason"),
+        pytest.param(
+            400,
+            json.dumps({"error": "missing field", "request_id": "r-2"}),
+            "application/json",
+            "missing field",
+            None,
+            "r-2",
+            id="error-string-field",
+        ),
+    ],
+)
+def test_client_errors_become_one_api_error(
+    mocked, status, body, content_type, message, code, request_id
+):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=body, status=status, content_type=content_type)
+
+    with pytest.raises(IronAPIError) as info:
+        client().get_customer(CUSTOMER_ID)
+
+    error = info.value
+    assert type(error) is IronAPIError
+    assert (error.status, error.message, error.code, error.request_id) == (
+        status,
+        message,
+        code,
+        request_id,
+    )
+    assert error.method == "GET"
+    assert error.path == f"/api/customers/{CUSTOMER_ID}"
+    assert str(status) in str(error)
+
+
+def test_server_error_with_trace_id_is_transient(mocked):
+    mocked.get(
+        f"{CUSTOMERS}/{CUSTOMER_ID}",
+        json={"message": "internal error", "trace_id": "trace-9"},
+        status=500,
+    )
+
+    with pytest.raises(IronTransientError) as info:
+        client().get_customer(CUSTOMER_ID)
+
+    assert (info.value.status, info.value.message, info.value.request_id) == (
+        500,
+        "internal error",
+        "trace-9",
+    )
+    assert info.value.retry_after is None
+    assert "request_id=trace-9" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [501, 502, 520])
+def test_any_5xx_is_transient(mocked, status):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="<html>upstream</html>", status=status)
+
+    with pytest.raises(IronTransientError) as info:
+        client().get_customer(CUSTOMER_ID)
+    assert info.value.status == status
+
+
+def test_request_id_header_is_used_when_the_body_has_none(mocked):
+    mocked.get(
+        f"{CUSTOMERS}/{CUSTOMER_ID}",
+        body="nope",
+        status=404,
+        headers={"X-Request-Id": "hdr-1"},
+    )
+
+    with pytest.raises(IronAPIError) as info:
+        client().get_customer(CUSTOMER_ID)
+    assert info.value.request_id == "hdr-1"
+
+
+def test_pending_identification_conflict_is_recognised(mocked):
+    mocked.post(CREATE_IDENT, json="Has Pending Identification", status=409)
+    mocked.post(CREATE_IDENT, json="Idempotency key reused with another body", status=409)
+
+    c = client()
+    with pytest.raises(IronAPIError) as first:
+        c.create_identification(CUSTOMER_ID, idempotency_key=uuid.uuid4())
+    with pytest.raises(IronAPIError) as second:
+        c.create_identification(CUSTOMER_ID, idempotency_key=uuid.uuid4())
+
+    assert first.value.is_pending_identification_conflict
+    assert not first.value.is_idempotency_conflict
+    assert second.value.is_idempotency_conflict
+    assert not second.value.is_pending_identification_conflict
+
+
+def test_long_error_bodies_are_cut():
+    response = requests.Response()
+    response.status_code = 502
+    response._content = b"x" * 10_000
+    message, code, request_id, body = parse_error_body(response)
+    assert len(message) == 500
+    assert len(body) == 2000
+    assert code is request_id is None
+
+
+# --- redirects ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_refused_and_never_followed(mocked, status):
+    mocked.get(
+        f"{CUSTOMERS}/{CUSTOMER_ID}",
+        status=status,
+        headers={"Location": "https://evil.example/steal"},
+    )
+
+    with pytest.raises(IronAPIError, match="redirect") as info:
+        client().get_customer(CUSTOMER_ID)
+
+    assert info.value.status == status
+    assert not isinstance(info.value, IronTransientError)
+    assert len(mocked.calls) == 1  # a call to evil.example would fail as unregistered
+
+
+# --- retries ------------------------------------------------------------------------------
+
+
+def test_post_retried_after_503_reuses_the_same_idempotency_key(mocked):
+    key = uuid.uuid4()
+    mocked.post(CREATE_IDENT, json={"message": "busy", "trace_id": "t"}, status=503)
+    mocked.post(CREATE_IDENT, json=identification(), status=201)
+
+    result = client(max_retries=2).create_identification(CUSTOMER_ID, idempotency_key=key)
+
+    assert result["id"] == IDENT_ID
+    assert len(mocked.calls) == 2
+    sent = [(c.request.headers["IDEMPOTENCY-KEY"], c.request.body) for c in mocked.calls]
+    assert sent[0] == sent[1] == (str(key), b'{"type":"Link"}')
+
+
+def test_429_with_short_retry_after_is_retried(mocked):
+    mocked.get(LIST_IDENTS, body="Rate limited", status=429, headers={"Retry-After": "0"})
+    mocked.get(LIST_IDENTS, json={"items": [identification()]})
+
+    assert client(max_retries=1).list_identifications(CUSTOMER_ID) == [identification()]
+    assert len(mocked.calls) == 2
+
+
+@pytest.mark.parametrize("retry_after", ["120", "Wed, 21 Oct 2099 07:28:00 GMT"])
+def test_429_with_long_retry_after_is_not_waited_for(mocked, retry_after):
+    mocked.post(
+        CREATE_IDENT,
+        body="Creation Rate Limit Exceeded",
+        status=429,
+        headers={"Retry-After": retry_after},
+    )
+
+    with pytest.raises(IronTransientError) as info:
+        client(max_retries=3, retry_after_max=10).create_identification(
+            CUSTOMER_ID, idempotency_key=uuid.uuid4()
+        )
+
+    assert len(mocked.calls) == 1
+    assert info.value.status == 429
+    assert info.value.message == "Creation Rate Limit Exceeded"
+    assert info.value.retry_after is not None
+    assert info.value.retry_after > 10
+
+
+def test_unreadable_retry_after_ends_retries_without_crashing(mocked):
+    mocked.get(LIST_IDENTS, body="slow down", status=429, headers={"Retry-After": "soon"})
+
+    with pytest.raises(IronTransientError) as info:
+        client(max_retries=3).list_identifications(CUSTOMER_ID)
+    assert len(mocked.calls) == 1
+    assert info.value.retry_after is None
+
+
+def test_server_errors_are_retried_then_raised_as_transient(mocked):
+    for _ in range(3):
+        mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={"message": "down"}, status=502)
+
+    with pytest.raises(IronTransientError) as info:
+        client(max_retries=2).get_customer(CUSTOMER_ID)
+    assert len(mocked.calls) == 3
+    assert info.value.status == 502
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
+def test_client_errors_are_not_retried(mocked, status):
+    mocked.post(CREATE_IDENT, body="no", status=status)
+
+    with pytest.raises(IronAPIError) as info:
+        client(max_retries=3).create_identification(CUSTOMER_ID, idempotency_key=uuid.uuid4())
+
+    assert type(info.value) is IronAPIError
+    assert len(mocked.calls) == 1
+
+
+def test_connection_error_is_transient(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=requests.ConnectionError("refused"))
+
+    with pytest.raises(IronTransientError) as info:
+        client().get_customer(CUSTOMER_ID)
+    assert info.value.status is None
+    assert "no response" in str(info.value)
+
+
+def test_timeout_from_requests_is_transient(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=requests.ReadTimeout("slow"))
+
+    with pytest.raises(IronTransientError, match="ReadTimeout"):
+        client().get_customer(CUSTOMER_ID)
+
+
+def test_body_cut_mid_stream_is_transient(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=requests.exceptions.ChunkedEncodingError())
+
+    with pytest.raises(IronTransientError):
+        client().get_customer(CUSTOMER_ID)
+
+
+def test_other_request_failures_are_api_errors_but_not_transient(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=requests.exceptions.InvalidHeader("bad"))
+
+    with pytest.raises(IronAPIError) as info:
+        client().get_customer(CUSTOMER_ID)
+    assert type(info.value) is IronAPIError
+
+
+# --- pagination ---------------------------------------------------------------------------
+
+
+def ident(n: int) -> dict[str, Any]:
+    return identification(id=f"00000000-0000-4000-8000-{n:012d}")
+
+
+def test_iter_identifications_follows_cursor_pages(mocked):
+    mocked.get(
+        LIST_IDENTS,
+        json={"items": [ident(1), ident(2)], "cursor": "c-1"},
+        match=[matchers.query_param_matcher({"page_size": "100"})],
+    )
+    mocked.get(
+        LIST_IDENTS,
+        json={"items": [ident(3)], "cursor": "c-2"},
+        match=[matchers.query_param_matcher({"page_size": "100", "cursor": "c-1"})],
+    )
+    mocked.get(
+        LIST_IDENTS,
+        json={"items": [ident(4)], "cursor": None, "prev_cursor": "c-1"},
+        match=[matchers.query_param_matcher({"page_size": "100", "cursor": "c-2"})],
+    )
+
+    ids = [item["id"] for item in client().iter_identifications(CUSTOMER_ID)]
+
+    assert ids == [ident(n)["id"] for n in (1, 2, 3, 4)]
+    assert len(mocked.calls) == 3
+
+
+def test_pagination_stops_when_cursor_is_absent(mocked):
+    mocked.get(LIST_IDENTS, json={"items": [ident(1)]})
+
+    assert len(client().list_identifications(CUSTOMER_ID)) == 1
+    assert len(mocked.calls) == 1
+
+
+def test_pagination_stops_on_an_empty_page_even_with_a_cursor(mocked):
+    mocked.get(LIST_IDENTS, json={"items": [ident(1)], "cursor": "c-1"})
+    mocked.get(LIST_IDENTS, json={"items": [], "cursor": "c-2"})
+
+    assert len(client().list_identifications(CUSTOMER_ID)) == 1
+    assert len(mocked.calls) == 2
+
+
+def test_pagination_stops_on_a_repeated_cursor(mocked, caplog):
+    mocked.get(LIST_IDENTS, json={"items": [ident(1)], "cursor": "c-1"})
+    mocked.get(LIST_IDENTS, json={"items": [ident(2)], "cursor": "c-1"})
+
+    with caplog.at_level(logging.WARNING, logger="django_iron_kyc"):
+        assert len(client().list_identifications(CUSTOMER_ID)) == 2
+    assert len(mocked.calls) == 2
+    assert "repeated the cursor" in caplog.text
+
+
+def test_page_size_is_clamped_to_irons_maximum(mocked):
+    mocked.get(
+        LIST_IDENTS, json={"items": []}, match=[matchers.query_param_matcher({"page_size": "100"})]
+    )
+    mocked.get(
+        LIST_IDENTS, json={"items": []}, match=[matchers.query_param_matcher({"page_size": "1"})]
+    )
+
+    assert list(client().iter_identifications(CUSTOMER_ID, page_size=5000)) == []
+    assert list(client().iter_identifications(CUSTOMER_ID, page_size=0)) == []
+
+
+def test_list_page_without_items_list_is_an_api_error(mocked):
+    mocked.get(LIST_IDENTS, json={"items": "nope"})
+
+    with pytest.raises(IronAPIError, match="items"):
+        client().list_identifications(CUSTOMER_ID)
+
+
+def test_pagination_skips_items_that_are_not_objects(mocked):
+    mocked.get(LIST_IDENTS, json={"items": [ident(1), "junk", None]})
+
+    assert client().list_identifications(CUSTOMER_ID) == [ident(1)]
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["", "   "])
+def test_client_refuses_a_missing_api_key(key):
+    with override_settings(IRON_KYC_API_KEY=key), pytest.raises(IronConfigurationError):
+        IronClient()
+
+
+def test_configuration_error_is_improperly_configured():
+    with pytest.raises(ImproperlyConfigured):
+        IronClient(api_key="")
+
+
+def test_api_key_with_control_characters_is_refused_without_echoing_it():
+    with pytest.raises(IronConfigurationError) as info:
+        IronClient(api_key="sk-secret\nX-Evil: 1")
+    assert "sk-secret" not in str(info.value)
+
+
+def test_surrounding_whitespace_in_the_api_key_is_dropped(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={})
+
+    IronClient(api_key=" key-from-env-file\n").get_customer(CUSTOMER_ID)
+    assert mocked.calls[0].request.headers["X-API-Key"] == "key-from-env-file"
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://api.iron.xyz", "ftp://api.iron.xyz", "api.iron.xyz", "http://"]
+)
+def test_client_refuses_a_base_url_that_would_leak_the_key(base_url):
+    with pytest.raises(IronConfigurationError):
+        IronClient(base_url=base_url)
+
+
+@pytest.mark.parametrize("base_url", ["http://localhost:8000", "http://[::1]:9", BASE])
+def test_client_allows_plain_http_to_loopback(base_url):
+    assert IronClient(base_url=base_url).base_url == base_url
+
+
+def test_timeout_given_as_one_number_applies_to_connect_and_read():
+    assert IronClient(timeout=3).timeout == (3.0, 3.0)
+
+
+# --- the API key stays secret -------------------------------------------------------------
+
+
+def test_api_key_is_never_logged_or_shown(mocked, caplog):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={"id": CUSTOMER_ID})
+    mocked.get(LIST_IDENTS, json={"message": "down"}, status=503)
+    mocked.get(LIST_IDENTS, json={"message": "down"}, status=503)
+    mocked.post(CREATE_IDENT, body="authorization error", status=401)
+    mocked.get(f"{BASE}/api/identifications/{IDENT_ID}", body=requests.ConnectionError("x"))
+    # An error page that echoes the request headers must not carry the key any further.
+    mocked.post(SANDBOX, body=f"bad header X-API-Key: {API_KEY}", status=400)
+
+    c = client(max_retries=1)
+    errors: list[BaseException] = []
+    with caplog.at_level(logging.DEBUG):
+        c.get_customer(CUSTOMER_ID)
+        for call in (
+            lambda: c.list_identifications(CUSTOMER_ID),
+            lambda: c.create_identification(CUSTOMER_ID, idempotency_key=uuid.uuid4()),
+            lambda: c.get_identification(IDENT_ID),
+            lambda: c.sandbox_decide(IDENT_ID, approved=True, idempotency_key=uuid.uuid4()),
+        ):
+            with pytest.raises(IronAPIError) as info:
+                call()
+            errors.append(info.value)
+
+    assert caplog.records, "nothing was logged: the scan would prove nothing"
+    assert API_KEY not in caplog.text
+    assert API_KEY not in repr(c)
+    assert API_KEY not in str(c)
+    for error in errors:
+        assert API_KEY not in str(error)
+        assert API_KEY not in repr(error)
+        assert API_KEY not in repr(error.body)
+        assert error.__context__ is None
+        assert error.__cause__ is None
+    assert "********" in errors[-1].message
+
+
+def test_api_error_survives_pickling_with_its_attributes():
+    error = IronTransientError(
+        "busy",
+        status=503,
+        code="overloaded",
+        request_id="r-1",
+        method="POST",
+        path="/api/customers",
+        body={"message": "busy"},
+        retry_after=4.5,
+    )
+
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert type(copy) is IronTransientError
+    assert isinstance(copy, IronKycError)
+    assert copy.__dict__ == error.__dict__
+    assert str(copy) == str(error)
+
+
+# --- a real HTTP server on loopback -------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class ScriptedIron:
+    """Answers each request with the next scripted action; records what it received."""
+
+    url: str
+    script: list[Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) -> Callable:
+    def action(handler: BaseHTTPRequestHandler) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    return action
+
+
+def hang(server: ScriptedIron) -> Callable:
+    def action(handler: BaseHTTPRequestHandler) -> None:
+        server.release.wait(timeout=10)
+        handler.close_connection = True
+
+    return action
+
+
+def drop(handler: BaseHTTPRequestHandler) -> None:
+    handler.close_connection = True  # no status line at all
+
+
+@pytest.fixture
+def iron_server() -> Iterator[ScriptedIron]:
+    state: ScriptedIron
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def handle_any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            state.seen.append(Seen(self.command, self.path, dict(self.headers), body))
+            action = state.script.pop(0) if state.script else reply(500, {"message": "empty"})
+            action(self)
+
+        do_GET = do_POST = handle_any
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    state = ScriptedIron(url=f"http://127.0.0.1:{httpd.server_address[1]}")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def sleeps(monkeypatch) -> list[float]:
+    """urllib3's sleeps between retries, recorded instead of slept."""
+    import urllib3.util.retry
+
+    recorded: list[float] = []
+    fake_time = types.SimpleNamespace(sleep=recorded.append, time=__import__("time").time)
+    monkeypatch.setattr(urllib3.util.retry, "time", fake_time)
+    return recorded
+
+
+def test_loopback_503_then_201_retries_with_backoff_and_the_same_key(iron_server, sleeps):
+    iron_server.script += [
+        reply(503, {"message": "busy", "trace_id": "t-1"}),
+        reply(503, {"message": "busy", "trace_id": "t-2"}),
+        reply(201, identification()),
+    ]
+    key = uuid.uuid4()
+
+    c = IronClient(base_url=iron_server.url, max_retries=3, backoff_factor=0.5)
+    result = c.create_identification(CUSTOMER_ID, idempotency_key=key)
+
+    assert result["id"] == IDENT_ID
+    assert [s.headers["IDEMPOTENCY-KEY"] for s in iron_server.seen] == [str(key)] * 3
+    assert {s.body for s in iron_server.seen} == {b'{"type":"Link"}'}
+    # urllib3: no wait before the first retry, then factor * 2 ** (n - 1) plus jitter.
+    assert len(sleeps) == 1
+    assert 1.0 <= sleeps[0] <= 1.25
+
+
+def test_loopback_retry_after_is_honoured(iron_server, sleeps):
+    iron_server.script += [reply(429, "slow down", {"Retry-After": "2"}), reply(200, {"id": 1})]
+
+    c = IronClient(base_url=iron_server.url, max_retries=2, retry_after_max=10)
+    assert c.get_customer(CUSTOMER_ID) == {"id": 1}
+    assert sleeps == [2.0]
+
+
+def test_loopback_long_retry_after_returns_at_once(iron_server, sleeps):
+    iron_server.script += [reply(429, "slow down", {"Retry-After": "3600"})]
+
+    c = IronClient(base_url=iron_server.url, max_retries=5, retry_after_max=10)
+    with pytest.raises(IronTransientError) as info:
+        c.get_customer(CUSTOMER_ID)
+
+    assert info.value.retry_after == 3600.0
+    assert len(iron_server.seen) == 1
+    assert sleeps == []
+
+
+def test_loopback_read_timeout_is_transient(iron_server):
+    iron_server.script += [hang(iron_server)]
+
+    c = IronClient(base_url=iron_server.url, max_retries=0, timeout=(2, 0.2))
+    with pytest.raises(IronTransientError) as info:
+        c.get_customer(CUSTOMER_ID)
+    assert "Timeout" in info.value.message or "ConnectionError" in info.value.message
+    assert info.value.status is None
+
+
+def test_loopback_dropped_connection_is_retried_with_the_same_key(iron_server, sleeps):
+    iron_server.script += [drop, reply(201, {"id": CUSTOMER_ID})]
+    key = uuid.uuid4()
+
+    c = IronClient(base_url=iron_server.url, max_retries=1)
+    assert c.create_customer(email="a@example.com", idempotency_key=key) == {"id": CUSTOMER_ID}
+    assert [s.headers["IDEMPOTENCY-KEY"] for s in iron_server.seen] == [str(key)] * 2
+
+
+def test_loopback_dropped_connection_without_retries_is_transient(iron_server):
+    iron_server.script += [drop]
+
+    c = IronClient(base_url=iron_server.url, max_retries=0)
+    with pytest.raises(IronTransientError):
+        c.create_customer(email="a@example.com", idempotency_key=uuid.uuid4())
+
+
+def test_loopback_refused_connection_is_transient():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port any more.
+
+    c = IronClient(base_url=f"http://127.0.0.1:{port}", max_retries=1, backoff_factor=0)
+    with pytest.raises(IronTransientError) as info:
+        c.get_customer(CUSTOMER_ID)
+    assert info.value.__context__ is None
