@@ -39,6 +39,8 @@ def check_settings(
     errors += _check_base_url()
     errors += _check_webhook_secret()
     errors += _check_numbers()
+    errors += _check_other_numbers()
+    errors += _check_sandbox_actions_type()
     return errors
 
 
@@ -53,6 +55,16 @@ def _check_api_key() -> list[CheckMessage]:
                 id="iron_kyc.E001",
             )
         ]
+    key = value.strip()
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        # The message never repeats the key.
+        return [
+            Error(
+                "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters.",
+                hint="Copy the key again from Iron's dashboard; it cannot be sent as a header.",
+                id="iron_kyc.E013",
+            )
+        ]
     return []
 
 
@@ -65,7 +77,12 @@ def _check_base_url() -> list[CheckMessage]:
         host = parts.hostname
     except ValueError:
         parts, host = None, None
-    if not isinstance(value, str) or parts is None or parts.scheme not in ("http", "https") or not host:
+    if (
+        not isinstance(value, str)
+        or parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+    ):
         return [
             Error(
                 f"IRON_KYC_BASE_URL {value!r} is not an http(s) URL.",
@@ -93,8 +110,10 @@ def _check_base_url() -> list[CheckMessage]:
             )
         )
     sandbox_setting = _setting("SANDBOX_ACTIONS")
-    if sandbox_setting is not _MISSING and sandbox_setting and not (
-        host == SANDBOX_HOST or is_loopback_host(host)
+    if (
+        sandbox_setting is not _MISSING
+        and sandbox_setting
+        and not (host == SANDBOX_HOST or is_loopback_host(host))
     ):
         errors.append(
             Error(
@@ -126,9 +145,7 @@ def _check_webhook_secret() -> list[CheckMessage]:
             )
         ]
     secrets = [value] if isinstance(value, str) else value
-    if not isinstance(secrets, (list, tuple)) or not all(
-        isinstance(s, str) and s for s in secrets
-    ):
+    if not isinstance(secrets, (list, tuple)) or not all(isinstance(s, str) and s for s in secrets):
         return [
             Error(
                 "IRON_KYC_WEBHOOK_SECRET must be a string or a list of non-empty strings.",
@@ -181,3 +198,68 @@ def _check_numbers() -> list[CheckMessage]:
             )
         )
     return errors
+
+
+# Every other numeric setting: (whole numbers only, smallest allowed value).
+NUMBER_SETTINGS: dict[str, tuple[bool, float]] = {
+    "MAX_RETRIES": (True, 0),
+    "RETRY_BACKOFF": (False, 0),
+    "RETRY_AFTER_MAX": (False, 0),
+    "IDEMPOTENCY_KEY_MAX_AGE": (False, 1),
+    "WEBHOOK_MAX_BODY_SIZE": (True, 1),
+    "POLL_FIRST_DELAY": (False, 0),
+    "POLL_MAX_INTERVAL": (False, 1),
+    "POLL_MAX_AGE": (False, 1),
+    "POLL_BATCH_SIZE": (True, 1),
+    "TASK_MAX_RETRIES": (True, 0),
+    "TASK_RETRY_BACKOFF": (False, 0),
+    "TASK_RETRY_BACKOFF_MAX": (False, 0),
+    "CREATE_MAX_ATTEMPTS": (True, 1),
+    "CREATE_RECOVERY_DELAY": (False, 1),
+}
+
+# Iron forgets idempotency keys after 24 hours: one sent later could create a duplicate.
+IRON_KEY_LIFETIME_SECONDS = 24 * 3600
+
+
+def _check_other_numbers() -> list[CheckMessage]:
+    errors: list[CheckMessage] = []
+    for name, (whole, minimum) in NUMBER_SETTINGS.items():
+        value = _setting(name)
+        if value is _MISSING:
+            continue
+        valid_type = isinstance(value, int) if whole else isinstance(value, (int, float))
+        if isinstance(value, bool) or not valid_type or not value >= minimum:
+            kind = "a whole number" if whole else "a number of seconds"
+            errors.append(
+                Error(
+                    f"IRON_KYC_{name} must be {kind}, at least {minimum:g}; got {value!r}.",
+                    hint=f"Remove IRON_KYC_{name} to use the default.",
+                    id="iron_kyc.E010",
+                )
+            )
+    max_age = _setting("IDEMPOTENCY_KEY_MAX_AGE")
+    if _number(max_age) and max_age >= IRON_KEY_LIFETIME_SECONDS:
+        errors.append(
+            Error(
+                "IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE must be shorter than 24 hours.",
+                hint="Iron forgets idempotency keys after 24 hours; a key sent later could "
+                "create a second identification. The default is 23 hours (82800).",
+                id="iron_kyc.E011",
+            )
+        )
+    return errors
+
+
+def _check_sandbox_actions_type() -> list[CheckMessage]:
+    value = _setting("SANDBOX_ACTIONS")
+    if value is _MISSING or value is None or isinstance(value, bool):
+        return []
+    return [
+        Error(
+            f"IRON_KYC_SANDBOX_ACTIONS must be True, False or None; got {value!r}.",
+            hint="None (the default) turns sandbox actions on only for Iron's sandbox host "
+            "and loopback addresses.",
+            id="iron_kyc.E012",
+        )
+    ]

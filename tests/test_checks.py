@@ -1,0 +1,253 @@
+"""System checks: one test per ID, plus clean settings that raise nothing."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.checks import Error, Warning, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_iron_kyc import checks
+from django_iron_kyc.conf import IronKycSettings
+
+CLEAN = {
+    "IRON_KYC_API_KEY": "sk_live_abc123",
+    "IRON_KYC_BASE_URL": "https://api.iron.xyz",
+    "IRON_KYC_WEBHOOK_SECRET": "whsec_dGVzdF9zZWNyZXQ=",
+}
+
+
+def iron_messages(**overrides: Any) -> list[Any]:
+    """The iron_kyc messages of ``run_checks()`` with CLEAN settings plus ``overrides``."""
+    with override_settings(**{**CLEAN, **overrides}):
+        return [m for m in run_checks() if str(m.id).startswith("iron_kyc.")]
+
+
+def ids(**overrides: Any) -> list[str]:
+    return [m.id for m in iron_messages(**overrides)]
+
+
+def without(name: str) -> Any:
+    """override_settings() with the setting deleted entirely."""
+    return override_settings(**{k: v for k, v in CLEAN.items() if k != name})
+
+
+def test_clean_settings_pass():
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://api.sandbox.iron.xyz",
+        "https://api.iron.xyz/",
+        "http://127.0.0.1:8001",
+        "http://localhost:8001",
+        "http://[::1]:8001",
+    ],
+)
+def test_good_base_urls_pass(base_url):
+    assert ids(IRON_KYC_BASE_URL=base_url) == []
+
+
+def test_clean_settings_pass_call_command_check():
+    with override_settings(**CLEAN):
+        call_command("check")
+
+
+def test_bad_settings_fail_call_command_check_with_the_id():
+    with (
+        override_settings(**{**CLEAN, "IRON_KYC_API_KEY": ""}),
+        pytest.raises(SystemCheckError, match=r"iron_kyc\.E001"),
+    ):
+        call_command("check")
+
+
+def test_defaults_with_an_api_key_raise_only_the_webhook_warning():
+    with override_settings(IRON_KYC_API_KEY="key"):
+        for name in ("IRON_KYC_BASE_URL", "IRON_KYC_WEBHOOK_SECRET", "IRON_KYC_MAX_RETRIES"):
+            delattr(settings, name)
+        messages = [m for m in run_checks() if str(m.id).startswith("iron_kyc.")]
+    assert [m.id for m in messages] == ["iron_kyc.W001"]
+
+
+@pytest.mark.parametrize("value", ["", "   ", None, 123])
+def test_e001_api_key_empty_or_not_a_string(value):
+    assert ids(IRON_KYC_API_KEY=value) == ["iron_kyc.E001"]
+
+
+def test_e001_api_key_missing():
+    with without("IRON_KYC_API_KEY"):
+        del settings.IRON_KYC_API_KEY
+        found = [m.id for m in run_checks() if str(m.id).startswith("iron_kyc.")]
+    assert found == ["iron_kyc.E001"]
+
+
+@pytest.mark.parametrize(
+    "base_url", ["api.iron.xyz", "ftp://api.iron.xyz", "https://", "http://[::1", None, ""]
+)
+def test_e002_base_url_not_an_http_url(base_url):
+    assert ids(IRON_KYC_BASE_URL=base_url) == ["iron_kyc.E002"]
+
+
+@pytest.mark.parametrize("base_url", ["http://api.iron.xyz", "http://10.0.0.5:8000"])
+def test_e003_plain_http_to_a_non_loopback_host(base_url):
+    assert "iron_kyc.E003" in ids(IRON_KYC_BASE_URL=base_url)
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    ["https://api.iron.xyz/api", "https://api.iron.xyz/?x=1", "https://api.iron.xyz/#frag"],
+)
+def test_e004_base_url_with_a_path_query_or_fragment(base_url):
+    assert ids(IRON_KYC_BASE_URL=base_url) == ["iron_kyc.E004"]
+
+
+def test_e005_sandbox_actions_forced_on_with_the_production_host():
+    messages = iron_messages(IRON_KYC_SANDBOX_ACTIONS=True)
+    assert [m.id for m in messages] == ["iron_kyc.E005"]
+    assert isinstance(messages[0], Error)
+    assert "api.iron.xyz" in messages[0].msg
+    assert messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "base_url", ["https://api.sandbox.iron.xyz", "http://127.0.0.1:8001", "http://localhost"]
+)
+def test_sandbox_actions_forced_on_with_sandbox_or_loopback_pass(base_url):
+    assert ids(IRON_KYC_SANDBOX_ACTIONS=True, IRON_KYC_BASE_URL=base_url) == []
+
+
+def test_sandbox_actions_forced_off_with_production_pass():
+    assert ids(IRON_KYC_SANDBOX_ACTIONS=False) == []
+
+
+@pytest.mark.parametrize("secret", [123, ["ok", ""], ["ok", 5], {"a": "b"}])
+def test_e006_webhook_secret_not_a_string_or_list_of_strings(secret):
+    assert ids(IRON_KYC_WEBHOOK_SECRET=secret) == ["iron_kyc.E006"]
+
+
+def test_webhook_secret_list_for_rotation_passes():
+    assert ids(IRON_KYC_WEBHOOK_SECRET=["new-secret", "whsec_b2xkX3NlY3JldA=="]) == []
+
+
+def test_e007_whsec_secret_not_base64():
+    assert ids(IRON_KYC_WEBHOOK_SECRET="whsec_not*base64!") == ["iron_kyc.E007"]
+
+
+@pytest.mark.parametrize("tolerance", [0, -5, 1.5, "300", True])
+def test_e008_webhook_tolerance_not_a_positive_int(tolerance):
+    assert ids(IRON_KYC_WEBHOOK_TOLERANCE=tolerance) == ["iron_kyc.E008"]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5", (5,), (5, 0), (5, 30, 1), None, True])
+def test_e009_timeout_not_a_number_or_pair(timeout):
+    assert ids(IRON_KYC_TIMEOUT=timeout) == ["iron_kyc.E009"]
+
+
+@pytest.mark.parametrize("timeout", [10, 2.5, (3, 30), [3, 30.5]])
+def test_timeout_number_or_pair_passes(timeout):
+    assert ids(IRON_KYC_TIMEOUT=timeout) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IRON_KYC_MAX_RETRIES", -1),
+        ("IRON_KYC_MAX_RETRIES", 1.5),
+        ("IRON_KYC_RETRY_BACKOFF", "fast"),
+        ("IRON_KYC_POLL_BATCH_SIZE", 0),
+        ("IRON_KYC_WEBHOOK_MAX_BODY_SIZE", True),
+        ("IRON_KYC_POLL_MAX_AGE", None),
+    ],
+)
+def test_e010_numeric_setting_of_the_wrong_type_or_range(name, value):
+    messages = iron_messages(**{name: value})
+    assert [m.id for m in messages] == ["iron_kyc.E010"]
+    assert name in messages[0].msg
+
+
+@pytest.mark.parametrize("max_age", [86400, 90000])
+def test_e011_idempotency_key_max_age_not_under_24_hours(max_age):
+    assert ids(IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE=max_age) == ["iron_kyc.E011"]
+
+
+@pytest.mark.parametrize("value", ["false", 1, "yes"])
+def test_e012_sandbox_actions_not_a_bool(value):
+    assert ids(IRON_KYC_SANDBOX_ACTIONS=value, IRON_KYC_BASE_URL="http://127.0.0.1") == [
+        "iron_kyc.E012"
+    ]
+
+
+@pytest.mark.parametrize("key", ["sk live", "sk\nX-Evil: 1", "sk_é"])
+def test_e013_api_key_that_cannot_be_a_header(key):
+    messages = iron_messages(IRON_KYC_API_KEY=key)
+    assert [m.id for m in messages] == ["iron_kyc.E013"]
+    assert key not in messages[0].msg
+
+
+@pytest.mark.parametrize("secret", [None, "", []])
+def test_w001_webhook_secret_missing(secret):
+    messages = iron_messages(IRON_KYC_WEBHOOK_SECRET=secret)
+    assert [m.id for m in messages] == ["iron_kyc.W001"]
+    assert isinstance(messages[0], Warning)
+
+
+def test_w002_unknown_iron_host():
+    messages = iron_messages(IRON_KYC_BASE_URL="https://iron.example.com")
+    assert [m.id for m in messages] == ["iron_kyc.W002"]
+    assert isinstance(messages[0], Warning)
+
+
+def test_w002_can_be_silenced():
+    proxied = {**CLEAN, "IRON_KYC_BASE_URL": "https://iron-proxy.example.com"}
+    with override_settings(**proxied), pytest.raises(SystemCheckError, match="W002"):
+        call_command("check", fail_level="WARNING")
+    with override_settings(**proxied, SILENCED_SYSTEM_CHECKS=["iron_kyc.W002"]):
+        call_command("check", fail_level="WARNING")
+
+
+def test_every_message_has_a_hint():
+    bad = {
+        "IRON_KYC_API_KEY": "",
+        "IRON_KYC_BASE_URL": "http://iron.example.com/api",
+        "IRON_KYC_SANDBOX_ACTIONS": "yes",
+        "IRON_KYC_WEBHOOK_TOLERANCE": 0,
+        "IRON_KYC_TIMEOUT": "x",
+        "IRON_KYC_MAX_RETRIES": -1,
+        "IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE": 99999,
+    }
+    messages = iron_messages(**bad)
+    assert len(messages) >= 8
+    assert all(m.hint for m in messages)
+
+
+def test_every_setting_is_checked():
+    """A setting added to conf.py needs a check (STYLE habit 2)."""
+    dedicated = {
+        "API_KEY",
+        "BASE_URL",
+        "TIMEOUT",
+        "WEBHOOK_SECRETS",
+        "WEBHOOK_TOLERANCE",
+        "SANDBOX_ACTIONS",
+        "SANDBOX_ACTIONS_SETTING",
+        # Free-form strings sent as headers; any value is acceptable.
+        "API_VERSION",
+        "SUB_PARTNER_ID",
+    }
+    names = {
+        name
+        for name, member in inspect.getmembers(IronKycSettings)
+        if name.isupper() and isinstance(member, property)
+    }
+    missing = names - dedicated - set(checks.NUMBER_SETTINGS)
+    assert not missing, (
+        f"IRON_KYC_ settings without a system check: {sorted(missing)}; add numeric ones to "
+        "django_iron_kyc.checks.NUMBER_SETTINGS, others to a dedicated check."
+    )
