@@ -53,6 +53,7 @@ import json
 import re
 import secrets
 import socket
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -243,6 +244,12 @@ class _Server(ThreadingHTTPServer):
         with self.sockets_lock:
             self.open_sockets.discard(request)
         super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (timeout, test ended) is normal here: stay quiet."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
     def close_open_connections(self) -> None:
         with self.sockets_lock:
