@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from django.contrib import admin, messages
@@ -20,7 +20,7 @@ from django.contrib.admin import helpers
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -41,12 +41,10 @@ from .exceptions import (
 from .models import Customer, Identification, WebhookDelivery
 
 if TYPE_CHECKING:
-    CustomerAdminBase = admin.ModelAdmin[Customer]
-    IdentificationAdminBase = admin.ModelAdmin[Identification]
-    WebhookDeliveryAdminBase = admin.ModelAdmin[WebhookDelivery]
+    ModelAdminBase = admin.ModelAdmin[Any]
     IdentificationInlineBase = admin.TabularInline[Identification, Customer]
 else:
-    CustomerAdminBase = IdentificationAdminBase = WebhookDeliveryAdminBase = admin.ModelAdmin
+    ModelAdminBase = admin.ModelAdmin
     IdentificationInlineBase = admin.TabularInline
 
 SANDBOX_PERMISSION = "iron_kyc.sandbox_decide"
@@ -126,15 +124,66 @@ def _identification_label(iron_id: Any, pk: Any) -> str:
     return str(iron_id) if iron_id else gettext("intent #%(pk)s") % {"pk": pk}
 
 
-class _ConfirmationMixin:
-    """Renders the intermediate confirmation pages of our actions and buttons."""
+class IronModelAdmin(ModelAdminBase):
+    """What our ModelAdmins share: per-object views (the buttons) and confirmation pages.
 
-    admin_site: admin.AdminSite
-    model: Any
+    ``object_views`` maps a URL segment to the name of a view method; each becomes
+    ``<object_id>/<segment>/`` named ``iron_kyc_<model>_<segment with underscores>``,
+    wrapped in ``admin_site.admin_view`` (staff login, CSRF). ``object_tools()`` returns
+    the extra context of the change page (the buttons' URLs).
+    """
 
-    def _confirmation(
+    object_views: ClassVar[tuple[tuple[str, str], ...]] = ()
+    change_view_context: ClassVar[dict[str, Any]] = {}
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                f"<path:object_id>/{segment}/",
+                self.admin_site.admin_view(getattr(self, method)),
+                name=self.url_name(segment),
+            )
+            for segment, method in self.object_views
+        ]
+        return [*custom, *super().get_urls()]
+
+    def url_name(self, view: str, model: type[Model] | None = None) -> str:
+        opts = (model or self.model)._meta
+        return f"{opts.app_label}_{opts.model_name}_{view.replace('-', '_')}"
+
+    def object_url(self, view: str, pk: Any, model: type[Model] | None = None) -> str:
+        """The admin URL of ``view`` (``change``, ``sandbox-approve``...) for one object."""
+        return reverse(f"{self.admin_site.name}:{self.url_name(view, model)}", args=[quote(pk)])
+
+    def object_tools(self, request: HttpRequest, obj: Any) -> dict[str, Any]:
+        """Extra change-page context for ``obj`` (override)."""
+        return {}
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**self.change_view_context, **(extra_context or {})}
+        obj = self.get_object(request, unquote(object_id))
+        if obj is not None:
+            context.update(self.object_tools(request, obj))
+        return super().change_view(request, object_id, form_url, context)
+
+    def get_object_or_404(self, request: HttpRequest, object_id: str) -> Any:
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404(
+                gettext("No %(name)s with this id.") % {"name": self.model._meta.verbose_name}
+            )
+        return obj
+
+    def confirmation(
         self, request: HttpRequest, template: str, context: dict[str, Any]
     ) -> TemplateResponse:
+        """An intermediate "are you sure?" page, like Django's delete confirmation."""
         opts = self.model._meta
         request.current_app = self.admin_site.name
         return TemplateResponse(
@@ -145,6 +194,7 @@ class _ConfirmationMixin:
                 "opts": opts,
                 "app_label": opts.app_label,
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "media": self.media,
                 **context,
             },
         )
@@ -169,7 +219,7 @@ class IdentificationInline(IdentificationInlineBase):
 
 
 @admin.register(Customer)
-class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
+class CustomerAdmin(IronModelAdmin):
     """Customers at Iron: start identifications (also superseding), refresh from Iron."""
 
     list_display = (
@@ -241,14 +291,11 @@ class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
         current = Identification.objects.filter(
             customer=OuterRef("pk"), superseded_at__isnull=True, failed_at__isnull=True
         ).order_by("-created_at", "-pk")
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                current_identification_pk=Subquery(current.values("pk")[:1]),
-                current_identification_iron_id=Subquery(current.values("iron_id")[:1]),
-                current_identification_status_value=Subquery(current.values("status")[:1]),
-            )
+        queryset: QuerySet[Customer] = super().get_queryset(request)
+        return queryset.annotate(
+            current_identification_pk=Subquery(current.values("pk")[:1]),
+            current_identification_iron_id=Subquery(current.values("iron_id")[:1]),
+            current_identification_status_value=Subquery(current.values("status")[:1]),
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -260,7 +307,7 @@ class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
         pk = getattr(obj, "current_identification_pk", None)
         if pk is None:
             return "-"
-        url = reverse(f"{self.admin_site.name}:iron_kyc_identification_change", args=[quote(pk)])
+        url = self.object_url("change", pk, Identification)
         label = _identification_label(getattr(obj, "current_identification_iron_id", None), pk)
         return format_html('<a href="{}">{}</a>', url, label)
 
@@ -284,10 +331,7 @@ class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
         identification = obj.current_identification
         if identification is None:
             return "-"
-        url = reverse(
-            f"{self.admin_site.name}:iron_kyc_identification_change",
-            args=[quote(identification.pk)],
-        )
+        url = self.object_url("change", identification.pk, Identification)
         return format_html('<a href="{}">{}</a>', url, str(identification))
 
     # Actions ----------------------------------------------------------------------------
@@ -373,43 +417,19 @@ class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
 
     # The "start a new identification" button ----------------------------------------------
 
-    def get_urls(self) -> list[URLPattern]:
-        info = self.opts.app_label, self.opts.model_name
-        return [
-            path(
-                "<path:object_id>/start-identification/",
-                self.admin_site.admin_view(self.supersede_view),
-                name="{}_{}_start_identification".format(*info),
-            ),
-            *super().get_urls(),
-        ]
+    object_views = (("start-identification", "supersede_view"),)
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = dict(extra_context or {})
-        obj = self.get_object(request, unquote(object_id))
-        if obj is not None and self.has_change_permission(request, obj):
-            context["iron_start_identification_url"] = reverse(
-                f"{self.admin_site.name}:iron_kyc_customer_start_identification",
-                args=[quote(obj.pk)],
-            )
-        return super().change_view(request, object_id, form_url, context)
+    def object_tools(self, request: HttpRequest, obj: Customer) -> dict[str, Any]:
+        if not self.has_change_permission(request, obj):
+            return {}
+        return {"iron_start_identification_url": self.object_url("start-identification", obj.pk)}
 
     def supersede_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Confirm, then start a new identification with ``force=True``."""
-        customer = self.get_object(request, unquote(object_id))
-        if customer is None:
-            raise Http404(gettext("No such customer."))
+        customer = self.get_object_or_404(request, object_id)
         if not self.has_change_permission(request, customer):
             raise PermissionDenied
-        change_url = reverse(
-            f"{self.admin_site.name}:iron_kyc_customer_change", args=[quote(customer.pk)]
-        )
+        change_url = self.object_url("change", customer.pk)
         if request.method == "POST":
             with_edd = request.POST.get("with_edd") in {"on", "1", "true", "yes"}
             identification, refused, failed = self._start_one(
@@ -433,7 +453,7 @@ class CustomerAdmin(_ConfirmationMixin, CustomerAdminBase):
         in_flight = (
             Identification.objects.in_flight().filter(customer=customer).order_by("-created_at")
         )
-        return self._confirmation(
+        return self.confirmation(
             request,
             "admin/iron_kyc/customer/start_identification_confirmation.html",
             {
@@ -482,7 +502,7 @@ class SupersededFilter(admin.SimpleListFilter):
 
 
 @admin.register(Identification)
-class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
+class IdentificationAdmin(IronModelAdmin):
     """Identifications: everything read-only; refresh; approve/decline in sandbox."""
 
     list_display = (
@@ -677,7 +697,7 @@ class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
     ) -> TemplateResponse:
         decidable = [i for i in identifications if i.is_sandbox_decidable]
         skipped = [i for i in identifications if not i.is_sandbox_decidable]
-        return self._confirmation(
+        return self.confirmation(
             request,
             "admin/iron_kyc/identification/sandbox_confirmation.html",
             {
@@ -697,45 +717,19 @@ class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
 
     # The sandbox buttons on the change page -----------------------------------------------
 
-    def get_urls(self) -> list[URLPattern]:
-        info = self.opts.app_label, self.opts.model_name
-        return [
-            path(
-                "<path:object_id>/sandbox-approve/",
-                self.admin_site.admin_view(self.sandbox_approve_view),
-                name="{}_{}_sandbox_approve".format(*info),
-            ),
-            path(
-                "<path:object_id>/sandbox-decline/",
-                self.admin_site.admin_view(self.sandbox_decline_view),
-                name="{}_{}_sandbox_decline".format(*info),
-            ),
-            *super().get_urls(),
-        ]
+    object_views = (
+        ("sandbox-approve", "sandbox_approve_view"),
+        ("sandbox-decline", "sandbox_decline_view"),
+    )
+    change_view_context = READ_ONLY_CONTEXT
 
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        context = {**READ_ONLY_CONTEXT, **(extra_context or {})}
-        obj = self.get_object(request, unquote(object_id))
-        if (
-            obj is not None
-            and obj.is_sandbox_decidable
-            and self.has_sandbox_decide_permission(request)
-        ):
-            context["iron_sandbox_approve_url"] = reverse(
-                f"{self.admin_site.name}:iron_kyc_identification_sandbox_approve",
-                args=[quote(obj.pk)],
-            )
-            context["iron_sandbox_decline_url"] = reverse(
-                f"{self.admin_site.name}:iron_kyc_identification_sandbox_decline",
-                args=[quote(obj.pk)],
-            )
-        return super().change_view(request, object_id, form_url, context)
+    def object_tools(self, request: HttpRequest, obj: Identification) -> dict[str, Any]:
+        if not (obj.is_sandbox_decidable and self.has_sandbox_decide_permission(request)):
+            return {}
+        return {
+            "iron_sandbox_approve_url": self.object_url("sandbox-approve", obj.pk),
+            "iron_sandbox_decline_url": self.object_url("sandbox-decline", obj.pk),
+        }
 
     def sandbox_approve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return self._sandbox_view(request, object_id, approve=True)
@@ -746,13 +740,8 @@ class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
     def _sandbox_view(self, request: HttpRequest, object_id: str, *, approve: bool) -> HttpResponse:
         if not self.has_sandbox_decide_permission(request):
             raise PermissionDenied
-        identification = self.get_object(request, unquote(object_id))
-        if identification is None:
-            raise Http404(gettext("No such identification."))
-        change_url = reverse(
-            f"{self.admin_site.name}:iron_kyc_identification_change",
-            args=[quote(identification.pk)],
-        )
+        identification = self.get_object_or_404(request, object_id)
+        change_url = self.object_url("change", identification.pk)
         if not identification.is_sandbox_decidable:
             self.message_user(
                 request,
@@ -775,7 +764,7 @@ class IdentificationAdmin(_ConfirmationMixin, IdentificationAdminBase):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(WebhookDeliveryAdminBase):
+class WebhookDeliveryAdmin(ModelAdminBase):
     """The stored deliveries: read-only, with a ``reprocess`` action.
 
     Nobody adds or edits a delivery: it is the record of what Iron sent. Superusers may
