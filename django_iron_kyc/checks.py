@@ -156,11 +156,12 @@ def _check_webhook_secret() -> list[CheckMessage]:
     for secret in secrets:
         if secret.startswith("whsec_"):
             try:
-                base64.b64decode(secret[len("whsec_") :], validate=True)
+                if not base64.b64decode(secret[len("whsec_") :], validate=True):
+                    raise ValueError("empty key")
             except (binascii.Error, ValueError):
                 return [
                     Error(
-                        "An IRON_KYC_WEBHOOK_SECRET starting with 'whsec_' is not valid base64.",
+                        "An IRON_KYC_WEBHOOK_SECRET starting with 'whsec_' is empty or not base64.",
                         hint="Copy the secret exactly as Iron shows it.",
                         id="iron_kyc.E007",
                     )

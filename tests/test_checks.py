@@ -136,8 +136,9 @@ def test_webhook_secret_list_for_rotation_passes():
     assert ids(IRON_KYC_WEBHOOK_SECRET=["new-secret", "whsec_b2xkX3NlY3JldA=="]) == []
 
 
-def test_e007_whsec_secret_not_base64():
-    assert ids(IRON_KYC_WEBHOOK_SECRET="whsec_not*base64!") == ["iron_kyc.E007"]
+@pytest.mark.parametrize("secret", ["whsec_not*base64!", "whsec_", ["ok", "whsec_a"]])
+def test_e007_whsec_secret_not_base64_or_empty(secret):
+    assert ids(IRON_KYC_WEBHOOK_SECRET=secret) == ["iron_kyc.E007"]
 
 
 @pytest.mark.parametrize("tolerance", [0, -5, 1.5, "300", True])
