@@ -1,0 +1,151 @@
+"""Celery tasks: thin, idempotent wrappers around :mod:`django_iron_kyc.services`.
+
+Every task takes primary keys, is safe to run twice (``acks_late`` with
+``reject_on_worker_lost``: a task lost with its worker runs again), retries only transient
+errors (429, 5xx, timeouts) with exponential backoff and jitter that never undercuts Iron's
+``Retry-After``, and is enqueued only after the transaction that asked for it commits.
+
+Redelivery is capped: every POST of an identification intent counts in
+``create_attempts``; past ``IRON_KYC_CREATE_MAX_ATTEMPTS`` the intent is reconciled by
+listing instead of being sent again, so a poison message cannot loop forever.
+
+Add the sweep to your beat schedule (see :data:`BEAT_SCHEDULE`)::
+
+    from django_iron_kyc.tasks import BEAT_SCHEDULE as IRON_KYC_BEAT_SCHEDULE
+
+    CELERY_BEAT_SCHEDULE = {**IRON_KYC_BEAT_SCHEDULE}
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from . import services
+from .conf import iron_settings
+from .exceptions import IronTransientError
+from .models import Customer, Identification
+
+logger = logging.getLogger(__name__)
+
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "iron-kyc-poll-pending-identifications": {
+        "task": "django_iron_kyc.tasks.poll_pending_identifications",
+        "schedule": 60.0,
+        # A sweep that waited longer than the interval in the queue is dropped: the next
+        # one does its work.
+        "options": {"expires": 55.0},
+    },
+}
+"""The beat schedule django-iron-kyc needs: the poll sweep every minute."""
+
+
+def retry_countdown(retries: int, retry_after: float | None = None) -> float:
+    """Seconds before retry number ``retries + 1``: exponential backoff with jitter.
+
+    ``IRON_KYC_TASK_RETRY_BACKOFF`` doubling per retry up to
+    ``IRON_KYC_TASK_RETRY_BACKOFF_MAX``, with the upper half jittered; never less than
+    Iron's ``Retry-After``.
+    """
+    base = max(0.0, iron_settings.TASK_RETRY_BACKOFF)
+    backoff: float = min(iron_settings.TASK_RETRY_BACKOFF_MAX, base * 2.0 ** min(retries, 32))
+    countdown: float = backoff / 2 + random.uniform(0, backoff / 2)  # noqa: S311 (jitter, not crypto)
+    if retry_after:
+        countdown = max(countdown, float(retry_after))
+    return countdown
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    name="django_iron_kyc.tasks.create_identification",
+)
+def create_identification(self: Any, identification_pk: int) -> str:
+    """Create identification ``identification_pk`` at Iron (see ``services.submit_identification``).
+
+    Returns the outcome: ``"confirmed"``, ``"failed"``, ``"superseded"``, ``"pending"``
+    (not confirmed yet: the sweep tries again) or ``"missing"``.
+    """
+    try:
+        row = services.submit_identification(identification_pk)
+    except Identification.DoesNotExist:
+        logger.warning("Identification #%s no longer exists; nothing to create.", identification_pk)
+        return "missing"
+    except IronTransientError as exc:
+        retries = self.request.retries or 0
+        if retries < iron_settings.TASK_MAX_RETRIES:
+            countdown = retry_countdown(retries, exc.retry_after)
+            # Keep the sweep from enqueueing a second copy while this retry waits.
+            Identification.objects.filter(pk=identification_pk, iron_id__isnull=True).update(
+                next_poll_at=timezone.now()
+                + timedelta(seconds=countdown)
+                + iron_settings.CREATE_RECOVERY_DELAY
+            )
+            raise self.retry(
+                exc=exc, countdown=countdown, max_retries=iron_settings.TASK_MAX_RETRIES
+            ) from None
+        logger.warning(
+            "Creating identification #%s failed %d times (%s); the sweep tries again later.",
+            identification_pk,
+            retries + 1,
+            exc,
+        )
+        return "pending"
+    if row.iron_id is not None:
+        return "confirmed"
+    if row.failed_at is not None:
+        return "failed"
+    if row.superseded_at is not None:
+        return "superseded"
+    return "pending"
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    name="django_iron_kyc.tasks.refresh_customer",
+)
+def refresh_customer(self: Any, customer_pk: int) -> None:
+    """Fetch customer ``customer_pk`` and all its identifications from Iron and apply them.
+
+    See ``services.refresh_customer``. Transient errors are retried; others are raised.
+    """
+    try:
+        services.refresh_customer(customer_pk)
+    except Customer.DoesNotExist:
+        logger.warning("Customer #%s no longer exists; nothing to refresh.", customer_pk)
+    except IronTransientError as exc:
+        retries = self.request.retries or 0
+        if retries >= iron_settings.TASK_MAX_RETRIES:
+            raise
+        raise self.retry(
+            exc=exc,
+            countdown=retry_countdown(retries, exc.retry_after),
+            max_retries=iron_settings.TASK_MAX_RETRIES,
+        ) from None
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    name="django_iron_kyc.tasks.poll_pending_identifications",
+)
+def poll_pending_identifications(self: Any) -> dict[str, int]:
+    """The periodic sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
+
+    Polls the identifications that are due, flags the ones too old to follow, and
+    re-enqueues intents an outage left behind. See ``services.poll_due_identifications``.
+    Never retried: the next sweep picks up what this one could not do.
+    """
+    return services.poll_due_identifications().as_dict()
