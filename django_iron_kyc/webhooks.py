@@ -1,0 +1,580 @@
+"""Iron's webhook endpoint: verify the raw body, store the delivery, hand it to services.
+
+The order is fixed and cannot be skipped: size cap, signature over the raw body (before
+anything parses it), store the delivery in its own committed transaction, then process it
+inside ``transaction.atomic()`` through the same service functions the poller uses
+(:func:`~django_iron_kyc.services.apply_identification_state` and
+:func:`~django_iron_kyc.services.apply_customer_state`).
+
+What the status codes tell Iron:
+
+==========  ==================================================================================
+2xx         Stored; do not resend. The JSON body says the outcome: ``processed``, ``ignored``
+            (a type we do not act on), ``duplicate``, ``stale`` (older than what we hold) or
+            ``unknown_object``.
+400         Refused: malformed headers, or a correctly signed body that is not Iron's JSON
+            shape (that one is stored with outcome ``invalid``). Resending it will not help.
+401         Refused: the signature does not match, or ``webhook-timestamp`` is outside
+            ``IRON_KYC_WEBHOOK_TOLERANCE``.
+405         Not a POST.
+413         The body is larger than ``IRON_KYC_WEBHOOK_MAX_BODY_SIZE``.
+500         Processing failed on our side. The delivery is stored with its traceback (outcome
+            ``failed``); Iron's retry of the same ``webhook-id`` is processed again.
+503         No usable webhook secret is configured (our configuration, see check
+            ``iron_kyc.W001``). Nothing is stored; Iron's retries get through once it is fixed.
+==========  ==================================================================================
+
+Refused deliveries are logged (reason, remote address, ``webhook-id``) and not stored. No
+secret, signature or body is ever logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import traceback as traceback_module
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError, connections, transaction
+from django.utils import timezone
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import signing
+from .conf import iron_settings
+from .models import Customer, Identification, WebhookDelivery
+from .services import (
+    RemoteCustomer,
+    RemoteIdentification,
+    Source,
+    apply_customer_state,
+    apply_identification_state,
+    parse_iron_datetime,
+)
+
+if TYPE_CHECKING:
+    from rest_framework.views import AsView, GenericView
+
+logger = logging.getLogger(__name__)
+
+Outcome = WebhookDelivery.Outcome
+
+IDENTIFICATION_STATUS = "identification_status"
+CUSTOMER_STATUS = "customer_status"
+HANDLED_TYPES = frozenset({IDENTIFICATION_STATUS, CUSTOMER_STATUS})
+
+# A delivery in one of these states has not been acted on (yet): a retry processes it.
+RETRYABLE_OUTCOMES = frozenset({Outcome.RECEIVED, Outcome.FAILED})
+
+_TEXT_LIMIT = 64  # event_type and object_status columns
+
+
+class InvalidPayloadError(ValueError):
+    """A verified body that is not Iron's webhook JSON. The message is safe to return."""
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """What a delivery's body says, checked against Iron's container shape.
+
+    ``customer_iron_id``, ``object_iron_id`` and ``status`` are always set for the types
+    we act on; for other types they are filled in when the body happens to carry them.
+    """
+
+    type: str
+    timestamp: datetime
+    customer_iron_id: uuid.UUID | None
+    object_iron_id: uuid.UUID | None
+    status: str
+
+    @property
+    def key(self) -> str:
+        """``type:object id:status:timestamp``: the same event under another webhook id."""
+        return ":".join(
+            (self.type, str(self.object_iron_id or ""), self.status, self.timestamp.isoformat())
+        )
+
+
+# --- Parsing ----------------------------------------------------------------------------
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidPayloadError(f"{what} must be a non-empty string")
+    if len(value) > _TEXT_LIMIT:
+        raise InvalidPayloadError(f"{what} is longer than {_TEXT_LIMIT} characters")
+    if "\x00" in value or not value.isprintable():
+        raise InvalidPayloadError(f"{what} contains control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayloadError(f"{what} is not valid Unicode") from None
+    return value
+
+
+def _uuid(value: Any, what: str) -> uuid.UUID:
+    if not isinstance(value, str):
+        raise InvalidPayloadError(f"{what} must be a UUID string")
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidPayloadError(f"{what} is not a UUID") from None
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidPayloadError("timestamp must be an ISO 8601 string")
+    try:
+        parsed = parse_iron_datetime(value)
+        if parsed is None:
+            raise ValueError
+        # Years near 1 or 9999 with an offset cannot be stored in UTC.
+        return parsed.astimezone(dt_timezone.utc)
+    except (ValueError, OverflowError):
+        raise InvalidPayloadError("timestamp is not an ISO 8601 date-time") from None
+
+
+def _message(value: Any) -> Mapping[str, Any]:
+    """Iron's ``message``: flat ``{"id", "status"}`` or tagged ``{"AnyTag": {"id", ...}}``."""
+    if not isinstance(value, dict):
+        raise InvalidPayloadError("data.message must be an object")
+    if "id" in value:
+        return value
+    if len(value) == 1:
+        (inner,) = value.values()
+        if isinstance(inner, dict):
+            return inner
+    raise InvalidPayloadError(
+        'data.message must be {"id", "status"} or a single tag wrapping that object'
+    )
+
+
+def parse_event(body: str) -> WebhookEvent:
+    """Check a delivery's body against Iron's shape. Raises :class:`InvalidPayloadError`.
+
+    ``{"type", "timestamp", "data": {"customer_id", "message"}}``; for the types we act on
+    the message must carry an ``id`` (UUID) and a ``status``. Other types only need a
+    ``type`` and a ``timestamp``: they are stored and acknowledged, never refused.
+    """
+    try:
+        payload = json.loads(body)
+    except RecursionError:
+        raise InvalidPayloadError("body is nested too deeply") from None
+    except ValueError as exc:
+        raise InvalidPayloadError(f"body is not valid JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise InvalidPayloadError("body must be a JSON object")
+    event_type = _text(payload.get("type"), "type")
+    timestamp = _timestamp(payload.get("timestamp"))
+    data = payload.get("data")
+    if not isinstance(data, dict):
+        raise InvalidPayloadError("data must be an object")
+    if event_type in HANDLED_TYPES:
+        message = _message(data.get("message"))
+        return WebhookEvent(
+            type=event_type,
+            timestamp=timestamp,
+            customer_iron_id=_uuid(data.get("customer_id"), "data.customer_id"),
+            object_iron_id=_uuid(message.get("id"), "data.message.id"),
+            status=_text(message.get("status"), "data.message.status"),
+        )
+    # A type we do not act on: keep whatever identifies it, never refuse it.
+    customer_id = object_id = None
+    status = ""
+    with contextlib.suppress(InvalidPayloadError):
+        customer_id = _uuid(data.get("customer_id"), "data.customer_id")
+    try:
+        message = _message(data.get("message"))
+        object_id = _uuid(message.get("id"), "data.message.id")
+        status = _text(message.get("status"), "data.message.status")
+    except InvalidPayloadError:
+        pass
+    return WebhookEvent(event_type, timestamp, customer_id, object_id, status)
+
+
+# --- Processing -------------------------------------------------------------------------
+
+
+def _db_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL.
+    return value.replace("\x00", "\\x00")
+
+
+def _body_text(body: bytes) -> str:
+    """The body as stored: exact when it is UTF-8 (anything Iron sends is)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        # Backslash escapes keep the bytes readable and can never form valid JSON.
+        text = body.decode("utf-8", errors="backslashreplace")
+    return _db_text(text)
+
+
+def _describe(row: WebhookDelivery, event: WebhookEvent) -> None:
+    row.event_type = event.type
+    row.event_timestamp = event.timestamp
+    row.customer_iron_id = event.customer_iron_id
+    row.object_iron_id = event.object_iron_id
+    row.object_status = event.status
+    row.event_key = event.key if event.type in HANDLED_TYPES else ""
+
+
+def _already_acted_on(row: WebhookDelivery, event: WebhookEvent) -> bool:
+    return (
+        WebhookDelivery.objects.filter(event_key=event.key, outcome=Outcome.PROCESSED)
+        .exclude(pk=row.pk)
+        .exists()
+    )
+
+
+def _refresh_customer_on_commit(customer_pk: int) -> None:
+    def enqueue() -> None:
+        # Imported here: the view must not need Celery's app loaded to import.
+        from .tasks import refresh_customer
+
+        refresh_customer.delay(customer_pk)
+
+    # robust: a broker hiccup must not turn a stored, acknowledged delivery into a 500.
+    transaction.on_commit(enqueue, robust=True)
+
+
+def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
+    """Apply one parsed event; return the outcome. Runs inside the processing transaction.
+
+    The target row is locked before looking for an earlier delivery of the same event,
+    so two deliveries of one event racing on two connections act once.
+    """
+    object_id = event.object_iron_id
+    if event.type not in HANDLED_TYPES or object_id is None:
+        return Outcome.IGNORED
+    if event.type == IDENTIFICATION_STATUS:
+        identification = (
+            Identification.objects.select_for_update().filter(iron_id=object_id).first()
+        )
+        if identification is None:
+            customer = (
+                Customer.objects.filter(iron_id=event.customer_iron_id).first()
+                if event.customer_iron_id is not None
+                else None
+            )
+            if customer is not None:
+                logger.info(
+                    "Iron webhook for unknown identification %s of customer %s: refreshing "
+                    "that customer.",
+                    event.object_iron_id,
+                    event.customer_iron_id,
+                )
+                _refresh_customer_on_commit(customer.pk)
+            return Outcome.UNKNOWN_OBJECT
+        if _already_acted_on(row, event):
+            return Outcome.DUPLICATE
+        result = apply_identification_state(
+            identification,
+            RemoteIdentification(
+                iron_id=object_id,
+                status=event.status,
+                updated_at=event.timestamp,
+                customer_iron_id=event.customer_iron_id,
+            ),
+            source=Source.WEBHOOK,
+        )
+    else:
+        customer = Customer.objects.select_for_update().filter(iron_id=object_id).first()
+        if customer is None:
+            return Outcome.UNKNOWN_OBJECT
+        if _already_acted_on(row, event):
+            return Outcome.DUPLICATE
+        result = apply_customer_state(
+            customer,
+            RemoteCustomer(
+                iron_id=object_id,
+                status=event.status,
+                updated_at=event.timestamp,
+            ),
+            source=Source.WEBHOOK,
+        )
+    return Outcome.PROCESSED if result.applied else Outcome.STALE
+
+
+def process_delivery(delivery: WebhookDelivery | int, *, force: bool = False) -> str:
+    """Act on one stored delivery and record the outcome on its row; return the outcome.
+
+    The view and ``iron_kyc_reprocess_webhooks`` both call this. A delivery that was
+    already acted on (any outcome but ``received`` or ``failed``) is left alone and
+    ``duplicate`` is returned, unless ``force`` is set. Processing runs in one
+    transaction, with the delivery row locked; an unexpected error rolls it back and is
+    recorded on the row (outcome ``failed``, error and traceback) in a transaction of its
+    own, and ``failed`` is returned. A body that is not Iron's shape gives ``invalid``.
+    """
+    pk = delivery.pk if isinstance(delivery, WebhookDelivery) else delivery
+    try:
+        with transaction.atomic():
+            row = WebhookDelivery.objects.select_for_update().get(pk=pk)
+            if not force and row.outcome not in RETRYABLE_OUTCOMES:
+                return Outcome.DUPLICATE
+            row.attempts += 1
+            row.error = row.traceback = ""
+            try:
+                event = parse_event(row.body)
+            except InvalidPayloadError as exc:
+                row.outcome = Outcome.INVALID
+                row.error = _db_text(str(exc))
+            else:
+                _describe(row, event)
+                row.outcome = _act(row, event)
+            row.processed_at = timezone.now()
+            row.save()
+    except Exception as exc:
+        _record_failure(pk, exc)
+        return Outcome.FAILED
+    logger.info(
+        "Iron webhook delivery %s (%s, webhook-id %r): %s.",
+        row.pk,
+        row.event_type or "no type",
+        row.webhook_id,
+        row.outcome,
+    )
+    return row.outcome
+
+
+def reprocess_delivery(delivery: WebhookDelivery | int) -> str:
+    """Process a stored delivery again, whatever its outcome; return the new outcome.
+
+    What the admin action and ``iron_kyc_reprocess_webhooks`` run. Acting again is safe:
+    the services drop stale and repeated states, so nothing is applied or signalled twice.
+    """
+    return process_delivery(delivery, force=True)
+
+
+def _record_failure(pk: int, exc: Exception) -> None:
+    logger.error(
+        "Processing Iron webhook delivery %s failed; it is kept with outcome 'failed' and "
+        "processed again when Iron retries it or iron_kyc_reprocess_webhooks runs.",
+        pk,
+        exc_info=exc,
+    )
+    with transaction.atomic():
+        row = WebhookDelivery.objects.select_for_update().get(pk=pk)
+        with contextlib.suppress(InvalidPayloadError):
+            _describe(row, parse_event(row.body))
+        row.attempts += 1
+        row.outcome = Outcome.FAILED
+        row.error = _db_text(f"{type(exc).__name__}: {exc}")
+        row.traceback = _db_text(
+            "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+        )
+        row.processed_at = None
+        row.save()
+
+
+def receive_delivery(
+    *, body: bytes, webhook_id: str | None, signed_at: datetime | None
+) -> tuple[WebhookDelivery, str]:
+    """Store a verified delivery (committed at once), then process it.
+
+    The same ``webhook-id`` arriving again (even at the same moment on another
+    connection) finds the stored row: it is processed only if it has not been acted on
+    yet, so it acts once. Returns the row and this delivery's outcome.
+    """
+    text = _body_text(body)
+    if webhook_id is None:
+        row = WebhookDelivery.objects.create(body=text, signed_at=signed_at)
+        return _processed(row)
+    try:
+        with transaction.atomic():
+            row = WebhookDelivery.objects.create(
+                webhook_id=webhook_id, body=text, signed_at=signed_at
+            )
+    except IntegrityError:
+        existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
+        if existing is None:
+            raise
+        row = existing
+        if row.body != text:
+            logger.warning(
+                "Iron webhook-id %r arrived again with a different body; the first one stands.",
+                webhook_id,
+            )
+        if row.outcome == Outcome.INVALID:
+            return row, Outcome.INVALID
+        if row.outcome not in RETRYABLE_OUTCOMES:
+            logger.info("Iron webhook-id %r arrived again: duplicate.", webhook_id)
+            return row, Outcome.DUPLICATE
+    return _processed(row)
+
+
+def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
+    outcome = process_delivery(row)
+    row.refresh_from_db()
+    return row, outcome
+
+
+# --- The view ---------------------------------------------------------------------------
+
+
+class JSONOnlyNegotiation(BaseContentNegotiation):
+    """Always answer JSON, whatever ``Accept`` says (never a 406 to Iron)."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return None
+
+    def select_renderer(
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class _RefusedError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(reason)
+
+
+def _loggable(value: str | None) -> str:
+    # Header values come from anyone: repr() escapes control characters, the cut keeps
+    # log lines short.
+    return "none" if value is None else repr(value[:80])
+
+
+def _content_length(meta: Mapping[str, Any], limit: int) -> None:
+    raw = meta.get("CONTENT_LENGTH")
+    if raw is None or raw == "":
+        return
+    raw = str(raw).strip()
+    if not (raw.isascii() and raw.isdigit()):
+        raise _RefusedError(400, "Content-Length is not a number")
+    if len(raw) > 18 or int(raw) > limit:
+        raise _RefusedError(413, f"body is larger than {limit} bytes")
+
+
+def _webhook_id(meta: Mapping[str, Any]) -> str | None:
+    value = meta.get("HTTP_WEBHOOK_ID")
+    if value is None:
+        return None
+    value = str(value).strip()
+    max_length = WebhookDelivery._meta.get_field("webhook_id").max_length or 255
+    if not value or len(value) > max_length or not all("!" <= c <= "~" for c in value):
+        raise _RefusedError(400, f"{signing.ID_HEADER} header is malformed")
+    return value
+
+
+def _secret_keys() -> list[bytes]:
+    keys = []
+    for position, secret in enumerate(iron_settings.WEBHOOK_SECRETS):
+        try:
+            keys.append(signing.secret_bytes(secret))
+        except ValueError:
+            # Check iron_kyc.E007 reports it too; the others still verify (rotation).
+            logger.error("IRON_KYC_WEBHOOK_SECRET #%s is not valid 'whsec_' base64.", position)
+    return keys
+
+
+class IronWebhookView(APIView):
+    """Receives Iron's signed webhook deliveries (``POST`` only).
+
+    Authentication, permission, throttle, parser, renderer, negotiation and versioning
+    classes are set here, so a host project's ``REST_FRAMEWORK`` defaults (say
+    ``IsAuthenticated`` and a strict anonymous throttle) cannot lock Iron out. DRF makes
+    the view CSRF-exempt (the signature is the authentication); :meth:`as_view` also
+    keeps ``ATOMIC_REQUESTS`` away from it, so a rollback can never undo a stored delivery
+    or a recorded failure.
+    """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = []
+    parser_classes = []  # the body is read raw, never through request.data
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
+    versioning_class = None
+    http_method_names = ["post"]
+
+    @classmethod
+    def as_view(cls, **initkwargs: Any) -> AsView[GenericView]:
+        view = super().as_view(**initkwargs)
+        for alias in connections:
+            view = transaction.non_atomic_requests(using=alias)(view)
+        return view
+
+    def post(self, request: Request) -> Response:
+        meta = request.META
+        webhook_id_header = meta.get("HTTP_WEBHOOK_ID")
+        try:
+            body, timestamp, webhook_id = self._verify(request)
+        except _RefusedError as refused:
+            log = logger.error if refused.status >= 500 else logger.warning
+            log(
+                "Refused an Iron webhook delivery with %s (%s) from %s, webhook-id %s.",
+                refused.status,
+                refused.reason,
+                meta.get("REMOTE_ADDR") or "unknown address",
+                _loggable(webhook_id_header),
+            )
+            headers = (
+                {"WWW-Authenticate": signing.SIGNATURE_HEADER} if refused.status == 401 else None
+            )
+            return Response({"detail": refused.reason}, status=refused.status, headers=headers)
+
+        signed_at = datetime.fromtimestamp(timestamp, tz=dt_timezone.utc)
+        row, outcome = receive_delivery(body=body, webhook_id=webhook_id, signed_at=signed_at)
+        if outcome == Outcome.INVALID:
+            return Response({"detail": row.error or "invalid body"}, status=400)
+        if outcome == Outcome.FAILED:
+            return Response({"detail": "processing failed; please retry"}, status=500)
+        return Response({"outcome": str(outcome)}, status=200)
+
+    def _verify(self, request: Request) -> tuple[bytes, int, str | None]:
+        """Size, configuration, signature, headers: everything that refuses a delivery."""
+        meta = request.META
+        limit = iron_settings.WEBHOOK_MAX_BODY_SIZE
+        _content_length(meta, limit)
+        try:
+            # The raw bytes, before anything could parse them.
+            body: bytes = request.body
+        except RequestDataTooBig:
+            raise _RefusedError(413, f"body is larger than {limit} bytes") from None
+        except OSError:
+            raise _RefusedError(400, "the body could not be read") from None
+        if len(body) > limit:
+            raise _RefusedError(413, f"body is larger than {limit} bytes")
+
+        keys = _secret_keys()
+        if not keys:
+            # Our configuration, not Iron's fault: 5xx so Iron retries until it is fixed.
+            raise _RefusedError(503, "webhook receiver is not configured")
+
+        timestamp_header = meta.get("HTTP_WEBHOOK_TIMESTAMP")
+        signature_header = meta.get("HTTP_WEBHOOK_SIGNATURE")
+        try:
+            signing.parse_timestamp(timestamp_header)
+            signing.parse_signatures(signature_header)
+        except signing.SignatureError as exc:
+            raise _RefusedError(400, exc.reason) from None
+        try:
+            timestamp = signing.verify(
+                body=body,
+                timestamp_header=timestamp_header,
+                signature_header=signature_header,
+                secrets=keys,
+                tolerance=iron_settings.WEBHOOK_TOLERANCE,
+            )
+        except signing.SignatureError as exc:
+            raise _RefusedError(401, exc.reason) from None
+        return body, timestamp, _webhook_id(meta)
