@@ -308,7 +308,8 @@ class FakeIron:
     ``error_format``: ``"iron"`` or ``"envelope"``. ``list_order``: ``"newest"`` or
     ``"oldest"`` first in identification lists. ``sandbox_webhooks``: whether sandbox
     decisions send webhooks. ``auto_deliver``: POST each delivery to ``webhook_url`` in a
-    background thread as soon as it is queued.
+    background thread as soon as it is queued. ``on_request``: called with each
+    :class:`RecordedRequest` once it is answered (or dropped).
     """
 
     def __init__(
@@ -326,6 +327,7 @@ class FakeIron:
         host: str = "127.0.0.1",
         port: int = 0,
         partner_id: str | None = None,
+        on_request: Callable[[RecordedRequest], None] | None = None,
     ) -> None:
         if message_shape not in MESSAGE_SHAPES:
             raise ValueError(f"message_shape must be one of {MESSAGE_SHAPES}")
@@ -345,6 +347,7 @@ class FakeIron:
         self.host = host
         self.port = port
         self.partner_id = partner_id or str(uuid.uuid4())
+        self.on_request = on_request
 
         self.customers: dict[str, dict[str, Any]] = {}
         self.identifications: dict[str, dict[str, Any]] = {}
@@ -709,6 +712,11 @@ class FakeIron:
     # --- HTTP ---------------------------------------------------------------------------
 
     def _handle(self, handler: _Handler) -> None:
+        record = self._serve(handler)
+        if self.on_request is not None:
+            self.on_request(record)
+
+    def _serve(self, handler: _Handler) -> RecordedRequest:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length > 0 else b""
         split = urlsplit(handler.path)
@@ -737,17 +745,18 @@ class FakeIron:
                 self._stopping.wait(fault.delay)
             if fault.drop == "before":
                 self._drop(handler)
-                return
+                return record
             if fault.drop is None and fault.status is not None:
                 response = self._fault_response(fault, record.path)
                 self._send(handler, record, response)
-                return
+                return record
 
         response = self._respond(record)
         if fault is not None and fault.drop == "after":
             self._drop(handler)
-            return
+            return record
         self._send(handler, record, response)
+        return record
 
     def _send(self, handler: _Handler, record: RecordedRequest, response: _Response) -> None:
         record.status = response.status
