@@ -267,7 +267,7 @@ def test_signal_recorder_stops_recording_when_disconnected():
     recorder.connect()
     recorder.disconnect()
 
-    signals.identification_approved.send(sender=Identification)
+    signals.identification_approved.send_robust(sender=Identification)  # other receivers may fail
 
     assert recorder.names() == []
 
