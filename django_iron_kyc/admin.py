@@ -11,7 +11,7 @@ for confirmation first and is written to Django's admin log with the staff user.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -359,8 +359,8 @@ class CustomerAdmin(IronModelAdmin):
                 % {"customer": customer},
                 None,
             )
-        except (IdentificationStateError, SandboxNotAllowedError) as error:
-            return None, f"{customer}: {error}", None
+        except IdentificationStateError as error:
+            return None, str(error), None
         except IronKycError as error:
             return None, None, f"{customer}: {describe_error(error)}"
         identification.refresh_from_db()
@@ -533,9 +533,12 @@ class IdentificationAdmin(IronModelAdmin):
         ),
         (
             _("Polling"),
-            {"fields": ("next_poll_at", "last_polled_at", "poll_count", "stale_at")},
+            {
+                "classes": ("collapse",),
+                "fields": ("next_poll_at", "last_polled_at", "poll_count", "stale_at"),
+            },
         ),
-        (_("Local"), {"fields": ("created_at", "updated_at")}),
+        (_("Local"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
     readonly_fields = (
         "customer",
@@ -862,31 +865,25 @@ class WebhookDeliveryAdmin(ModelAdminBase):
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:
         from . import webhooks
 
-        reprocess_one: Callable[[WebhookDelivery], Any] = webhooks.reprocess_delivery
         tally = Tally()
         outcomes: dict[str, int] = {}
         for delivery in queryset.order_by("received_at", "pk"):
-            try:
-                reprocess_one(delivery)
-            except Exception as error:  # reported to the user; the row keeps the traceback
-                tally.failed.append(
-                    f"{delivery.webhook_id or delivery.pk}: {describe_error(error)}"
-                )
-                continue
+            # Never raises for a processing error: it records it on the row (outcome failed).
+            outcome = webhooks.reprocess_delivery(delivery)
             delivery.refresh_from_db()
-            if delivery.outcome == WebhookDelivery.Outcome.FAILED:
-                tally.failed.append(f"{delivery.webhook_id or delivery.pk}: {delivery.error}")
-                continue
-            tally.done += 1
             label = (
-                str(WebhookDelivery.Outcome(delivery.outcome).label)
-                if (delivery.outcome in WebhookDelivery.Outcome.values)
-                else delivery.outcome
+                str(WebhookDelivery.Outcome(outcome).label)
+                if outcome in WebhookDelivery.Outcome.values
+                else outcome
             )
-            outcomes[label] = outcomes.get(label, 0) + 1
             self.log_change(
                 request, delivery, gettext("Reprocessed: %(outcome)s.") % {"outcome": label}
             )
+            if outcome == WebhookDelivery.Outcome.FAILED:
+                tally.failed.append(f"{delivery.webhook_id or delivery.pk}: {delivery.error}")
+                continue
+            tally.done += 1
+            outcomes[label] = outcomes.get(label, 0) + 1
         done = ngettext(
             "%(count)d delivery reprocessed", "%(count)d deliveries reprocessed", tally.done
         ) % {"count": tally.done}
