@@ -34,7 +34,11 @@ class Customer(models.Model):
         BUSINESS = "Business", _("Business")
 
     iron_id = models.UUIDField(
-        _("Iron id"), unique=True, null=True, blank=True, editable=False,
+        _("Iron id"),
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
         help_text=_("Iron's customer id; empty until Iron has created the customer."),
     )
     user = models.OneToOneField(
@@ -54,7 +58,10 @@ class Customer(models.Model):
     # Stored as Iron sends it; an unknown value is kept (and logged), never rejected.
     status = models.CharField(_("status"), max_length=64, blank=True, choices=Status.choices)
     idempotency_key = models.UUIDField(
-        _("idempotency key"), unique=True, default=uuid.uuid4, editable=False,
+        _("idempotency key"),
+        unique=True,
+        default=uuid.uuid4,
+        editable=False,
         help_text=_("Sent with every attempt to create this customer at Iron."),
     )
     iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
@@ -128,28 +135,43 @@ class Identification(models.Model):
         verbose_name=_("customer"),
     )
     iron_id = models.UUIDField(
-        _("Iron id"), unique=True, null=True, blank=True, editable=False,
+        _("Iron id"),
+        unique=True,
+        null=True,
+        blank=True,
+        editable=False,
         help_text=_("Iron's identification id; empty until Iron has answered."),
     )
     status = models.CharField(
-        _("status"), max_length=64, blank=True, default="", choices=Status.choices,
+        _("status"),
+        max_length=64,
+        blank=True,
+        default="",
+        choices=Status.choices,
         help_text=_("Iron's status; empty until Iron has answered."),
     )
     url = models.URLField(_("hosted URL"), max_length=2048, blank=True)
     with_edd = models.BooleanField(_("with EDD"), default=False)
     review_comment = models.TextField(_("review comment"), blank=True)
     idempotency_key = models.UUIDField(
-        _("idempotency key"), unique=True, default=uuid.uuid4, editable=False,
+        _("idempotency key"),
+        unique=True,
+        default=uuid.uuid4,
+        editable=False,
         help_text=_("Sent with every attempt to create this identification at Iron."),
     )
     iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
     iron_updated_at = models.DateTimeField(_("updated at Iron"), null=True, blank=True)
     superseded_at = models.DateTimeField(
-        _("superseded at"), null=True, blank=True,
+        _("superseded at"),
+        null=True,
+        blank=True,
         help_text=_("A newer identification replaced this one; nothing it does counts."),
     )
     failed_at = models.DateTimeField(
-        _("failed at"), null=True, blank=True,
+        _("failed at"),
+        null=True,
+        blank=True,
         help_text=_("Creating it at Iron failed for good; see the last error."),
     )
     last_error = models.TextField(_("last error"), blank=True)
@@ -159,7 +181,9 @@ class Identification(models.Model):
     last_polled_at = models.DateTimeField(_("last polled"), null=True, blank=True)
     poll_count = models.PositiveIntegerField(_("polls"), default=0)
     stale_at = models.DateTimeField(
-        _("stale since"), null=True, blank=True,
+        _("stale since"),
+        null=True,
+        blank=True,
         help_text=_("Still not decided after the maximum polling age; no longer polled."),
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -181,9 +205,7 @@ class Identification(models.Model):
                 condition=Q(superseded_at__isnull=True, failed_at__isnull=True)
                 & ~Q(status__in=["Approved", "Declined", "Expired", "Archived"]),
                 name="iron_kyc_one_identification_in_flight",
-                violation_error_message=_(
-                    "This customer already has an identification in flight."
-                ),
+                violation_error_message=_("This customer already has an identification in flight."),
             ),
         ]
 
@@ -232,12 +254,18 @@ class WebhookDelivery(models.Model):
     object_iron_id = models.UUIDField(_("object Iron id"), null=True, blank=True)
     object_status = models.CharField(_("status in event"), max_length=64, blank=True)
     event_key = models.CharField(
-        _("event key"), max_length=255, blank=True, db_index=True,
+        _("event key"),
+        max_length=255,
+        blank=True,
+        db_index=True,
         help_text=_("type, object id, status and timestamp: the same event under a new id."),
     )
     body = models.TextField(_("raw body"))
     outcome = models.CharField(
-        _("outcome"), max_length=32, choices=Outcome.choices, default=Outcome.RECEIVED,
+        _("outcome"),
+        max_length=32,
+        choices=Outcome.choices,
+        default=Outcome.RECEIVED,
         db_index=True,
     )
     error = models.TextField(_("error"), blank=True)
