@@ -61,6 +61,7 @@ def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     ):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": True})
     failed_before = request.session.testsfailed
     try:
         yield driver
