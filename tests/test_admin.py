@@ -81,6 +81,10 @@ def messages_of(response: Any) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
+def levels_of(response: Any) -> list[str]:
+    return [m.level_tag for m in get_messages(response.wsgi_request)]
+
+
 def staff_client(*codenames: str, username: str = "staff") -> Client:
     """A logged-in staff user (not superuser) holding exactly these iron_kyc permissions."""
     user = get_user_model().objects.create_user(
@@ -499,6 +503,7 @@ def test_sandbox_button_confirms_then_decides_at_iron_and_logs_it(
     assert request.path == f"/api/sandbox/identification/{pending.iron_id}"
     assert request.json == {"approved": decision == "approve"}
     assert messages_of(response) == [f"1 identification {decision}d in sandbox"]
+    assert levels_of(response) == ["success"]
     (entry,) = admin_log(pending)
     assert entry.user.is_superuser
     assert entry.action_flag == CHANGE
@@ -595,6 +600,7 @@ def test_sandbox_action_confirms_first_then_reports_counts(admin_client, fake_ir
     assert messages_of(response) == [
         f"2 identifications approved in sandbox; 1 refused ({decided} is not pending at Iron)"
     ]
+    assert levels_of(response) == ["warning"]
     assert (
         Identification.objects.filter(pk__in=[first.pk, second.pk], status="Approved").count() == 2
     )
@@ -612,6 +618,7 @@ def test_sandbox_action_reports_irons_error_message(admin_client, fake_iron):
     (message,) = messages_of(response)
     assert message.startswith("0 identifications declined in sandbox; 1 failed (")
     assert "Iron answered 400: Identification is not pending (status Approved)" in message
+    assert levels_of(response) == ["error"]
     assert admin_log(stale) == []
 
 
