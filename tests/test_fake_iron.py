@@ -591,6 +591,17 @@ def test_set_customer_status_queues_a_customer_status_event(fake):
     ]
 
 
+def test_state_can_be_looked_up_by_uuid_or_string(fake):
+    customer = fake.add_customer()
+    identification = fake.add_identification(customer["id"])
+    key = uuid.UUID(identification["id"])
+
+    assert fake.identifications[key] is fake.identifications[identification["id"]]
+    assert key in fake.identifications
+    assert fake.customers.get(uuid.UUID(customer["id"]))["id"] == customer["id"]
+    assert fake.customers.get(uuid.uuid4()) is None
+
+
 def test_setting_status_of_unknown_identification_raises_key_error(fake):
     with pytest.raises(KeyError):
         fake.set_identification_status(uuid.uuid4(), "Approved")

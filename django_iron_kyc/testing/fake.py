@@ -124,6 +124,19 @@ def _parse_iron_time(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
 
 
+class IdDict(dict[str, dict[str, Any]]):
+    """Iron objects by id: a ``uuid.UUID`` key works as well as its string."""
+
+    def __getitem__(self, key: object) -> dict[str, Any]:
+        return super().__getitem__(str(key))
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(str(key))
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return super().get(str(key), default)
+
+
 @dataclass
 class RecordedRequest:
     """One request the fake received, kept for assertions.
@@ -349,8 +362,9 @@ class FakeIron:
         self.partner_id = partner_id or str(uuid.uuid4())
         self.on_request = on_request
 
-        self.customers: dict[str, dict[str, Any]] = {}
-        self.identifications: dict[str, dict[str, Any]] = {}
+        # Iron's view of its objects, as JSON, by id (a str or a UUID).
+        self.customers = IdDict()
+        self.identifications = IdDict()
         self.superseded: set[str] = set()
         self.requests: list[RecordedRequest] = []
         self.outbox: list[Delivery] = []
@@ -887,14 +901,14 @@ class FakeIron:
 
     def _known_customer(self, customer_id: str) -> dict[str, Any]:
         _check_uuid(customer_id)
-        customer = self.customers.get(customer_id)
+        customer: dict[str, Any] | None = self.customers.get(customer_id)
         if customer is None:
             raise _ClientError(404, "Customer not found")
         return customer
 
     def _known_identification(self, identification_id: str) -> dict[str, Any]:
         _check_uuid(identification_id)
-        identification = self.identifications.get(identification_id)
+        identification: dict[str, Any] | None = self.identifications.get(identification_id)
         if identification is None:
             raise _ClientError(404, "Identification not found")
         return identification
