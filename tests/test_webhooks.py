@@ -1,7 +1,7 @@
 """The webhook view, over the real URL with CSRF checks on, under tests/settings.py's hostile
 DRF defaults (IsAuthenticated, SessionAuthentication, an anonymous throttle of 1/day).
 
-The helpers at the top are shared by the other ``test_webhooks*`` modules; the autouse
+The helpers at the top are shared by the other ``test_webhook*`` modules; the autouse
 fixture ``no_secrets_in_logs`` scans every record each webhook test logged (DEBUG and up)
 for the secrets, the API key, every signature sent and every body sent.
 """
@@ -27,9 +27,11 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from django_iron_kyc import signals, signing, tasks
+from django_iron_kyc import signing, tasks
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import build_event, encode_event, sign_webhook
+from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
+from django_iron_kyc.testing.pytest_plugin import SignalRecorder
 
 Outcome = WebhookDelivery.Outcome
 
@@ -117,43 +119,18 @@ def send(webhook_client: Client, django_capture_on_commit_callbacks: Any) -> Cal
     return send
 
 
-@pytest.fixture
-def signal_log() -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    """Every django-iron-kyc signal sent during the test, as (name, kwargs)."""
-    log: list[tuple[str, dict[str, Any]]] = []
-    names = [
-        "identification_status_changed",
-        "identification_approved",
-        "identification_declined",
-        "identification_expired",
-        "customer_status_changed",
-    ]
-    receivers = []
-    for name in names:
-
-        def receiver(sender: Any, _name: str = name, **kwargs: Any) -> None:
-            kwargs.pop("signal", None)
-            log.append((_name, kwargs))
-
-        getattr(signals, name).connect(receiver, weak=False)
-        receivers.append((name, receiver))
-    yield log
-    for name, receiver in receivers:
-        getattr(signals, name).disconnect(receiver)
+# Iron's state of the test objects dates from before any event the tests send.
+LONG_AGO = datetime(2025, 1, 1, tzinfo=dt_timezone.utc)
 
 
 @pytest.fixture
 def customer(db: None) -> Customer:
-    return Customer.objects.create(
-        iron_id=uuid.uuid4(), status=Customer.Status.IDENTIFICATION_REQUIRED, email="a@example.com"
-    )
+    return CustomerFactory(iron_created_at=LONG_AGO)
 
 
 @pytest.fixture
 def identification(customer: Customer) -> Identification:
-    return Identification.objects.create(
-        customer=customer, iron_id=uuid.uuid4(), status=Identification.Status.PENDING
-    )
+    return IdentificationFactory(customer=customer, iron_created_at=LONG_AGO)
 
 
 def identification_event(
@@ -171,10 +148,6 @@ def identification_event(
         timestamp=timestamp,
         shape=shape,
     )
-
-
-def names(signal_log: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    return [name for name, _ in signal_log]
 
 
 # --- Getting through: hostile host defaults, CSRF, methods ------------------------------
@@ -498,7 +471,7 @@ def test_webhook_one_broken_secret_in_a_rotation_list_does_not_block_the_others(
 def test_webhook_identification_status_is_applied_through_services(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
     shape: str,
 ) -> None:
     timestamp = "2026-03-01T12:00:00.123456+00:00"
@@ -512,8 +485,8 @@ def test_webhook_identification_status_is_applied_through_services(
     identification.refresh_from_db()
     assert identification.status == Identification.Status.APPROVED
     assert identification.iron_updated_at == datetime.fromisoformat(timestamp)
-    assert names(signal_log) == ["identification_status_changed", "identification_approved"]
-    assert {kwargs["source"] for _, kwargs in signal_log} == {"webhook"}
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
+    assert {kwargs["source"] for _, kwargs in iron_signals} == {"webhook"}
     row = WebhookDelivery.objects.get()
     assert row.webhook_id == "wh-1"
     assert row.outcome == Outcome.PROCESSED
@@ -546,7 +519,7 @@ def test_webhook_accepts_any_tag_around_the_message(
 def test_webhook_customer_status_is_applied_through_services(
     send: Callable[..., Any],
     customer: Customer,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
     shape: str,
 ) -> None:
     event = build_event(
@@ -558,15 +531,15 @@ def test_webhook_customer_status_is_applied_through_services(
     assert response.json() == {"outcome": "processed"}
     customer.refresh_from_db()
     assert customer.status == Customer.Status.ACTIVE
-    assert names(signal_log) == ["customer_status_changed"]
-    assert signal_log[0][1]["previous_status"] == "IdentificationRequired"
-    assert signal_log[0][1]["source"] == "webhook"
+    assert iron_signals.names() == ["customer_status_changed"]
+    assert iron_signals[0][1]["previous_status"] == "IdentificationRequired"
+    assert iron_signals[0][1]["source"] == "webhook"
 
 
 def test_webhook_same_webhook_id_twice_acts_once(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
 ) -> None:
     event = identification_event(identification)
 
@@ -578,13 +551,13 @@ def test_webhook_same_webhook_id_twice_acts_once(
     row = WebhookDelivery.objects.get()
     assert row.outcome == Outcome.PROCESSED
     assert row.attempts == 1
-    assert names(signal_log) == ["identification_status_changed", "identification_approved"]
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
 
 
 def test_webhook_same_event_under_a_new_webhook_id_acts_once(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
 ) -> None:
     event = identification_event(identification)
 
@@ -595,18 +568,18 @@ def test_webhook_same_event_under_a_new_webhook_id_acts_once(
     assert second.json() == {"outcome": "duplicate"}
     outcomes = dict(WebhookDelivery.objects.values_list("webhook_id", "outcome"))
     assert outcomes == {"wh-a": Outcome.PROCESSED, "wh-b": Outcome.DUPLICATE}
-    assert names(signal_log) == ["identification_status_changed", "identification_approved"]
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
 
 
 def test_webhook_older_event_changes_nothing(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
 ) -> None:
     newer = NOW
     older = NOW - timedelta(minutes=1)
     send(identification_event(identification, "Approved", timestamp=newer))
-    signal_log.clear()
+    iron_signals.clear()
 
     response = send(identification_event(identification, "Processed", timestamp=older))
 
@@ -615,7 +588,7 @@ def test_webhook_older_event_changes_nothing(
     identification.refresh_from_db()
     assert identification.status == "Approved"
     assert identification.iron_updated_at == newer
-    assert signal_log == []
+    assert iron_signals.names() == []
 
 
 def test_webhook_out_of_order_events_end_in_the_newest_state(
@@ -820,7 +793,7 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 def test_webhook_processing_error_answers_500_and_keeps_the_traceback(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with mock.patch("django_iron_kyc.webhooks.apply_identification_state", _boom):
@@ -838,14 +811,14 @@ def test_webhook_processing_error_answers_500_and_keeps_the_traceback(
     assert row.event_type == "identification_status"  # described despite the rollback
     identification.refresh_from_db()
     assert identification.status == "Pending"
-    assert signal_log == []
+    assert iron_signals.names() == []
     assert any(r.levelno == logging.ERROR and r.exc_info for r in caplog.records)
 
 
 def test_webhook_retry_of_a_failed_delivery_is_processed_not_treated_as_duplicate(
     send: Callable[..., Any],
     identification: Identification,
-    signal_log: list[tuple[str, dict[str, Any]]],
+    iron_signals: SignalRecorder,
 ) -> None:
     event = identification_event(identification)
     with mock.patch("django_iron_kyc.webhooks.apply_identification_state", _boom):
@@ -862,20 +835,17 @@ def test_webhook_retry_of_a_failed_delivery_is_processed_not_treated_as_duplicat
     assert row.traceback == ""
     identification.refresh_from_db()
     assert identification.status == "Approved"
-    assert names(signal_log) == ["identification_status_changed", "identification_approved"]
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_webhook_survives_atomic_requests(
-    monkeypatch: pytest.MonkeyPatch, signal_log: list[tuple[str, dict[str, Any]]]
+    monkeypatch: pytest.MonkeyPatch, iron_signals: SignalRecorder
 ) -> None:
     """With ATOMIC_REQUESTS on, the delivery is committed before processing starts and the
     recorded failure is not rolled back with the request."""
     monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
-    customer = Customer.objects.create(iron_id=uuid.uuid4(), status="IdentificationRequired")
-    identification = Identification.objects.create(
-        customer=customer, iron_id=uuid.uuid4(), status="Pending"
-    )
+    identification = IdentificationFactory(iron_created_at=LONG_AGO)
     client = Client(enforce_csrf_checks=True)
     body = encode_event(identification_event(identification))
     depth_while_processing: list[int] = []
@@ -894,7 +864,7 @@ def test_webhook_survives_atomic_requests(
     retry = post(client, body, signed_headers(body, webhook_id="wh-atomic"))
 
     assert retry.json() == {"outcome": "processed"}
-    assert names(signal_log) == ["identification_status_changed", "identification_approved"]
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
 
 
 def test_webhook_never_logs_secrets_signatures_or_bodies(
