@@ -1,0 +1,171 @@
+"""Celery tasks (eager here; tests/test_celery_worker.py runs a real worker)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from celery.exceptions import Retry
+
+from django_iron_kyc import tasks
+from django_iron_kyc.exceptions import IronAPIError
+from django_iron_kyc.models import Identification
+from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing.factories import CustomerFactory
+from tests.celery import app
+from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
+
+pytestmark = pytest.mark.django_db
+
+ALL_TASKS = (
+    tasks.create_identification,
+    tasks.refresh_customer,
+    tasks.poll_pending_identifications,
+)
+
+
+@pytest.fixture(autouse=True)
+def eager_retries() -> Any:
+    """Let eager tasks retry: with eager propagation Celery raises ``Retry`` instead."""
+    propagates = app.conf.task_eager_propagates
+    app.conf.task_eager_propagates = False
+    yield
+    app.conf.task_eager_propagates = propagates
+
+
+@pytest.fixture
+def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
+    settings.IRON_KYC_MAX_RETRIES = 0
+    return fake_iron
+
+
+def intent(iron: FakeIron) -> Identification:
+    return Identification.objects.create(customer=mirror_customer(iron))
+
+
+@pytest.mark.parametrize("task", ALL_TASKS, ids=lambda t: t.name)
+def test_tasks_are_late_acked_and_registered_under_stable_names(task: Any) -> None:
+    assert task.acks_late is True
+    assert task.reject_on_worker_lost is True
+    assert task.name.startswith("django_iron_kyc.tasks.")
+    assert task.name in app.tasks
+
+
+def test_beat_schedule_runs_the_sweep_every_minute() -> None:
+    [entry] = tasks.BEAT_SCHEDULE.values()
+    assert entry["task"] == tasks.poll_pending_identifications.name
+    assert entry["schedule"] <= 60
+
+
+def test_create_task_retries_a_transient_error_with_the_same_key(iron: FakeIron) -> None:
+    row = intent(iron)
+    iron.fail_next(2, method="POST", status=503)
+    assert tasks.create_identification.delay(row.pk).get() == "confirmed"
+    row.refresh_from_db()
+    assert row.status == "Pending"
+    assert row.create_attempts == 3
+    requests = iron.requests_to("POST", CREATE_PATH)
+    assert [r.status for r in requests] == [503, 503, 201]
+    assert {r.idempotency_key for r in requests} == {str(row.idempotency_key)}
+
+
+def test_create_task_does_not_retry_a_refusal(iron: FakeIron) -> None:
+    row = intent(iron)
+    iron.fail_next(method="POST", status=400)
+    assert tasks.create_identification.delay(row.pk).get() == "failed"
+    assert len(iron.requests_to("POST", CREATE_PATH)) == 1
+
+
+def test_create_task_leaves_the_intent_to_the_sweep_when_retries_run_out(
+    iron: FakeIron, settings: Any
+) -> None:
+    settings.IRON_KYC_TASK_MAX_RETRIES = 2
+    row = intent(iron)
+    iron.fail_next(10, method="POST", status=502)
+    assert tasks.create_identification.delay(row.pk).get() == "pending"
+    row.refresh_from_db()
+    assert row.create_attempts == 3
+    assert row.is_in_flight
+    assert row.iron_id is None
+    assert row.failed_at is None
+    assert row.next_poll_at is not None  # when the sweep enqueues it again
+    assert "502" in row.last_error
+
+
+def test_redelivery_is_capped_by_create_attempts(iron: FakeIron, settings: Any) -> None:
+    # A message redelivered again and again (a worker dying mid-request each time) ends.
+    settings.IRON_KYC_TASK_MAX_RETRIES = 0
+    settings.IRON_KYC_CREATE_MAX_ATTEMPTS = 3
+    row = intent(iron)
+    iron.fail_next(10, method="POST", drop="before")
+    outcomes = [tasks.create_identification.delay(row.pk).get() for _ in range(5)]
+    assert outcomes == ["pending", "pending", "pending", "failed", "failed"]
+    assert len(iron.requests_to("POST", CREATE_PATH)) == 3
+    row.refresh_from_db()
+    assert "Gave up after 3 attempts" in row.last_error
+
+
+@pytest.mark.parametrize(
+    ("fields", "outcome"),
+    [({"superseded_at": "2026-01-01T00:00:00Z"}, "superseded"), ({}, "confirmed")],
+)
+def test_create_task_outcomes(iron: FakeIron, fields: dict[str, Any], outcome: str) -> None:
+    row = Identification.objects.create(customer=mirror_customer(iron), **fields)
+    assert tasks.create_identification.delay(row.pk).get() == outcome
+
+
+def test_create_task_for_a_deleted_row_does_nothing(iron: FakeIron) -> None:
+    assert tasks.create_identification.delay(987654).get() == "missing"
+    assert iron.requests == []
+
+
+def test_create_task_retry_countdown_honours_retry_after(
+    iron: FakeIron, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retries: list[dict[str, Any]] = []
+
+    def record_retry(self: Any, **kwargs: Any) -> Retry:
+        retries.append(kwargs)
+        return Retry("recorded", when=kwargs["countdown"])
+
+    monkeypatch.setattr(
+        type(tasks.create_identification._get_current_object()), "retry", record_retry
+    )
+    row = intent(iron)
+    iron.fail_next(method="POST", status=429, retry_after=300)
+    with pytest.raises(Retry):
+        tasks.create_identification(row.pk)  # called directly: no eager re-run
+    [retry] = retries
+    assert retry["countdown"] >= 300
+    assert retry["exc"].retry_after == 300
+    row.refresh_from_db()
+    assert row.next_poll_at is not None
+    # The sweep will not enqueue a second copy while the retry waits.
+    assert (row.next_poll_at - row.updated_at).total_seconds() >= 300
+
+
+def test_retry_countdown_backs_off_with_jitter_and_a_cap(settings: Any) -> None:
+    settings.IRON_KYC_TASK_RETRY_BACKOFF = 10
+    settings.IRON_KYC_TASK_RETRY_BACKOFF_MAX = 600
+    third = [tasks.retry_countdown(3) for _ in range(50)]
+    assert all(40 <= c <= 80 for c in third)
+    assert len(set(third)) > 1  # jittered
+    assert all(300 <= tasks.retry_countdown(20) <= 600 for _ in range(20))
+    assert tasks.retry_countdown(0, retry_after=900) >= 900
+
+
+def test_refresh_task_retries_transient_errors(iron: FakeIron) -> None:
+    customer = mirror_customer(iron)
+    ident = mirror_identification(iron, customer)
+    iron.set_identification_status(ident.iron_id, "Approved", notify=False)
+    iron.fail_next(method="GET", status=503)
+    tasks.refresh_customer.delay(customer.pk).get()
+    ident.refresh_from_db()
+    assert ident.status == "Approved"
+
+
+def test_refresh_task_raises_a_refusal_and_ignores_a_deleted_customer(iron: FakeIron) -> None:
+    with pytest.raises(IronAPIError):
+        tasks.refresh_customer.delay(CustomerFactory().pk).get()  # unknown at Iron: 404
+    tasks.refresh_customer.delay(987654).get()
+    assert len(iron.requests) == 1
