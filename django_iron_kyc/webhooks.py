@@ -418,6 +418,9 @@ def receive_delivery(
 def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
     outcome = process_delivery(row)
     row.refresh_from_db()
+    if outcome == Outcome.DUPLICATE and row.outcome == Outcome.INVALID:
+        # Another connection got there first and found the body invalid: same answer.
+        outcome = Outcome.INVALID
     return row, outcome
 
 

@@ -111,3 +111,17 @@ def test_webhook_same_event_under_two_ids_at_once_acts_once(
     assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
     identification.refresh_from_db()
     assert identification.status == "Approved"
+
+
+@pytest.mark.parametrize("round_", range(ROUNDS))
+def test_webhook_same_invalid_delivery_at_once_is_refused_twice_and_stored_once(
+    round_: int,
+) -> None:
+    body = b'{"type": "identification_status", "timestamp": "not a time", "data": {}}'
+    headers = signed_headers(body, webhook_id=f"wh-invalid-{round_}")
+
+    responses = _post_together([(body, headers), (body, headers)])
+
+    assert [r.status_code for r in responses] == [400, 400]
+    assert responses[0].json() == responses[1].json()
+    assert WebhookDelivery.objects.get().outcome == Outcome.INVALID
