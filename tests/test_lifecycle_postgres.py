@@ -1,0 +1,185 @@
+"""Races on real concurrent connections (PostgreSQL: row locks, SKIP LOCKED)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from django_iron_kyc import services
+from django_iron_kyc.exceptions import IdentificationInFlightError
+from django_iron_kyc.models import Identification
+from django_iron_kyc.services import RemoteIdentification, Source, apply_identification_state
+from django_iron_kyc.testing import FakeIron, build_event
+from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL: row locks and concurrent connections "
+        "(DATABASE_URL=postgres://... TEST_DB_NAME=...)",
+    ),
+    pytest.mark.django_db(transaction=True),
+]
+
+TIMEOUT = 30.0
+
+
+@pytest.fixture
+def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
+    settings.IRON_KYC_MAX_RETRIES = 0
+    return fake_iron
+
+
+def run_in_threads(*targets: Callable[[], Any]) -> list[Any]:
+    """Run each target on its own thread and connection; return results or exceptions."""
+    results: list[Any] = [None] * len(targets)
+
+    def run(index: int, target: Callable[[], Any]) -> None:
+        try:
+            results[index] = target()
+        except Exception as exc:
+            results[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=run, args=(i, t), name=f"race-{i}") for i, t in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+        assert not thread.is_alive(), f"{thread.name} hung"
+    return results
+
+
+def test_concurrent_starts_make_one_identification_and_one_post(
+    iron: FakeIron, iron_signals: Any
+) -> None:
+    customer = mirror_customer(iron)
+    barrier = threading.Barrier(4, timeout=TIMEOUT)
+
+    def start() -> Identification:
+        barrier.wait()
+        return services.start_identification(customer)
+
+    results = run_in_threads(*[start] * 4)
+
+    started = [r for r in results if isinstance(r, Identification)]
+    refused = [r for r in results if isinstance(r, IdentificationInFlightError)]
+    assert (len(started), len(refused)) == (1, 3), results
+    assert Identification.objects.count() == 1
+    [request] = iron.requests_to("POST", CREATE_PATH)
+    assert request.idempotency_key == str(started[0].idempotency_key)
+    assert len(iron.identifications) == 1
+    [sent] = iron_signals.kwargs_of("identification_status_changed")
+    assert (sent["status"], sent["source"]) == ("Pending", "create")
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return bool(cursor.fetchone()[0])
+
+
+def test_webhook_and_poll_applying_one_decision_at_once_send_one_signal(
+    iron: FakeIron, iron_signals: Any
+) -> None:
+    ident = mirror_identification(iron, mirror_customer(iron))
+    decided = iron.set_identification_status(ident.iron_id, "Approved", notify=False)
+    polled = RemoteIdentification.from_api(decided)
+    webhook = RemoteIdentification(
+        iron_id=polled.iron_id,
+        status="Approved",
+        updated_at=(polled.updated_at or timezone.now()) + timedelta(milliseconds=300),
+    )
+    webhook_applied, release = threading.Event(), threading.Event()
+
+    def webhook_path() -> Any:
+        from django.db import transaction
+
+        with transaction.atomic():
+            result = apply_identification_state(ident.pk, webhook, source=Source.WEBHOOK)
+            webhook_applied.set()
+            release.wait(TIMEOUT)  # hold the row lock while the poll arrives
+        return result
+
+    def poll_path() -> Any:
+        webhook_applied.wait(TIMEOUT)
+        return apply_identification_state(ident.pk, polled, source=Source.POLL)
+
+    def referee() -> None:
+        webhook_applied.wait(TIMEOUT)
+        blocked = threading.Event()
+        for _ in range(int(TIMEOUT / 0.01)):
+            if _waiting_on_a_lock():
+                break
+            blocked.wait(0.01)
+        release.set()
+
+    from_webhook, from_poll, _ = run_in_threads(webhook_path, poll_path, referee)
+
+    assert from_webhook.status_changed
+    assert not from_poll.status_changed  # it waited for the lock and saw the decision
+    assert [k["source"] for k in iron_signals.kwargs_of("identification_approved")] == ["webhook"]
+    assert len(iron_signals.kwargs_of("identification_status_changed")) == 1
+    ident.refresh_from_db()
+    assert ident.status == "Approved"
+
+
+def test_webhook_delivery_and_sweep_at_once_send_one_signal(
+    iron: FakeIron, iron_signals: Any, send_iron_webhook: Any
+) -> None:
+    ident = mirror_identification(iron, mirror_customer(iron))
+    Identification.objects.filter(pk=ident.pk).update(next_poll_at=timezone.now())
+    iron.set_identification_status(ident.iron_id, "Approved", notify=False)
+    event = build_event(
+        "identification_status",
+        customer_id=str(ident.customer.iron_id),
+        message_id=str(ident.iron_id),
+        status="Approved",
+    )
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    def deliver() -> Any:
+        barrier.wait()
+        return send_iron_webhook(event)
+
+    def sweep() -> Any:
+        barrier.wait()
+        return services.poll_due_identifications()
+
+    response, _ = run_in_threads(deliver, sweep)
+
+    assert response.status_code < 300
+    approved = iron_signals.kwargs_of("identification_approved")
+    assert len(approved) == 1
+    assert approved[0]["source"] in ("webhook", "poll")
+    ident.refresh_from_db()
+    assert ident.status == "Approved"
+
+
+def test_two_sweeps_at_once_poll_each_customer_once(iron: FakeIron) -> None:
+    idents = [mirror_identification(iron, mirror_customer(iron)) for _ in range(6)]
+    Identification.objects.update(next_poll_at=timezone.now())
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    def sweep() -> services.SweepResult:
+        barrier.wait()
+        return services.poll_due_identifications()
+
+    first, second = run_in_threads(sweep, sweep)
+
+    assert first.polled + second.polled == len(idents)
+    assert len(iron.requests_to("GET", LIST_PATH)) == len(idents)
+    assert set(Identification.objects.values_list("poll_count", flat=True)) == {1}
