@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+    verbose_name = "Accounts"
+
+    def ready(self) -> None:
+        from . import receivers  # noqa: F401  (connects the django-iron-kyc signal receivers)

@@ -1,0 +1,168 @@
+"""What the demo and the exploring server share: a fake Iron, a database, a web server.
+
+Everything listens on 127.0.0.1 only; nothing here reaches beyond loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import current_app
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
+from django.core.wsgi import get_wsgi_application
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.test.utils import override_settings
+from django.urls import reverse
+
+from django_iron_kyc import signals
+from django_iron_kyc.testing import FakeIron
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+def use_sqlite_file(path: Path) -> None:
+    """Point the default database at the SQLite file ``path``, whatever the settings say.
+
+    Done the way Django's test runner points a connection at its test database: the
+    settings dict every connection of the alias is built from is changed in place, and
+    the connection opened so far is dropped. Call it before any other thread connects.
+    """
+    from django.conf import settings
+
+    connections.close_all()
+    config = connections.settings[DEFAULT_DB_ALIAS]
+    config.clear()
+    config.update({"ENGINE": SQLITE, "NAME": str(path), "OPTIONS": dict(settings.SQLITE_OPTIONS)})
+    connections.configure_settings(connections.settings)  # back-fill Django's defaults
+    with contextlib.suppress(AttributeError):  # AttributeError: not connected in this thread
+        del connections[DEFAULT_DB_ALIAS]
+
+
+def run_tasks_in_process() -> None:
+    """Run Celery tasks eagerly in this process, whatever ``CELERY_BROKER_URL`` says."""
+    current_app.conf.task_always_eager = True
+    current_app.conf.task_eager_propagates = True
+
+
+@contextmanager
+def pointed_at(fake: FakeIron) -> Iterator[None]:
+    """The ``IRON_KYC_*`` settings point at ``fake`` (sandbox actions on: it is loopback)."""
+    with override_settings(**fake.django_settings(), IRON_KYC_SANDBOX_ACTIONS=None):
+        yield
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """The demo prints what matters itself."""
+
+
+class WebServer:
+    """This project served by Django's threaded WSGI server on 127.0.0.1, in a thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.httpd = ThreadedWSGIServer((host, port), _QuietHandler, allow_reuse_address=False)
+        self.httpd.set_app(get_wsgi_application())
+        self.host = host
+        self.port: int = self.httpd.server_address[1]
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"web:{self.port}",
+            daemon=True,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        return self.base_url + reverse("iron_kyc:webhook")
+
+    def start(self) -> WebServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for servers that cannot take port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+SIGNALS = {
+    "identification_status_changed": signals.identification_status_changed,
+    "identification_approved": signals.identification_approved,
+    "identification_declined": signals.identification_declined,
+    "identification_expired": signals.identification_expired,
+    "customer_status_changed": signals.customer_status_changed,
+}
+
+
+@dataclass(frozen=True)
+class Received:
+    """One signal as the host project received it."""
+
+    name: str
+    source: str
+    customer_email: str
+    status: str
+
+
+class SignalRecorder:
+    """Records every django-iron-kyc signal, from any thread (webhooks arrive on the server's)."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._receivers = {name: self._receiver_for(name) for name in SIGNALS}
+
+    def _receiver_for(self, name: str) -> Any:
+        def receive(sender: Any, **kwargs: Any) -> None:
+            customer = kwargs.get("customer")
+            identification = kwargs.get("identification")
+            if customer is None and identification is not None:
+                customer = identification.customer
+            status = kwargs.get("status") or getattr(identification, "status", "")
+            with self._lock:
+                self.received.append(
+                    Received(name, str(kwargs.get("source", "")), customer.email, status)
+                )
+
+        return receive
+
+    def __enter__(self) -> SignalRecorder:
+        for name, signal in SIGNALS.items():
+            signal.connect(self._receivers[name], weak=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, signal in SIGNALS.items():
+            signal.disconnect(self._receivers[name])
+
+    def of(self, name: str, email: str | None = None) -> list[Received]:
+        with self._lock:
+            return [
+                r for r in self.received if r.name == name and email in (None, r.customer_email)
+            ]
+
+    def counts(self) -> Counter[str]:
+        with self._lock:
+            return Counter(r.name for r in self.received)
+
+    def sources(self, name: str) -> Counter[str]:
+        return Counter(r.source for r in self.of(name))
