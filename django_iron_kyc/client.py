@@ -371,19 +371,18 @@ class IronClient:
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except (requests.Timeout, requests.ConnectionError, requests.exceptions.RetryError) as exc:
-            failure = IronTransientError(
-                f"{type(exc).__name__} talking to Iron", method=method, path=path
-            )
-        except requests.exceptions.ChunkedEncodingError as exc:
+        except (
+            requests.Timeout,
+            requests.ConnectionError,
+            requests.exceptions.RetryError,
             # The connection dropped while the body was read: as transient as a timeout.
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             failure = IronTransientError(
-                f"{type(exc).__name__} talking to Iron", method=method, path=path
+                f"{_describe(exc)} talking to Iron", method=method, path=path
             )
         except requests.RequestException as exc:
-            failure = IronAPIError(
-                f"{type(exc).__name__} talking to Iron", method=method, path=path
-            )
+            failure = IronAPIError(f"{_describe(exc)} talking to Iron", method=method, path=path)
         if failure is not None:
             logger.warning("Iron %s %s failed: %s", method, path, failure.message)
             raise failure
@@ -472,6 +471,13 @@ def parse_error_body(response: requests.Response) -> tuple[str, str | None, str 
             body,
         )
     return (text[:500], None, None, body)
+
+
+def _describe(exc: Exception) -> str:
+    """Exception class names only: requests' messages carry URLs and connection details."""
+    name = type(exc).__name__
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return f"{name} ({type(reason).__name__})" if isinstance(reason, Exception) else name
 
 
 def _check_base_url(base_url: str) -> None:
