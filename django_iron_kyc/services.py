@@ -214,26 +214,8 @@ def apply_identification_state(
     pk = identification.pk if isinstance(identification, Identification) else identification
     with transaction.atomic():
         row = Identification.objects.select_for_update().get(pk=pk)
-        if row.iron_id is not None and row.iron_id != remote.iron_id:
-            raise ValueError(
-                f"Iron identification {remote.iron_id} applied to local row {row.pk} "
-                f"which is {row.iron_id}"
-            )
         previous = row.status
-        if (
-            remote.updated_at is not None
-            and row.iron_updated_at is not None
-            and remote.updated_at < row.iron_updated_at
-        ):
-            logger.info(
-                "Ignoring stale %s update of identification %s (%s at %s; stored %s at %s).",
-                source,
-                remote.iron_id,
-                remote.status,
-                remote.updated_at.isoformat(),
-                previous,
-                row.iron_updated_at.isoformat(),
-            )
+        if _is_stale(row, remote, source):
             return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
 
         status = normalize_identification_status(remote.status)
@@ -288,6 +270,36 @@ def apply_identification_state(
         return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
 
 
+def _is_stale(
+    row: Identification | Customer,
+    remote: RemoteIdentification | RemoteCustomer,
+    source: Source,
+) -> bool:
+    """Refuse another Iron object (``ValueError``); True (and logged) for an older update."""
+    what = row._meta.model_name
+    if row.iron_id is not None and row.iron_id != remote.iron_id:
+        raise ValueError(
+            f"Iron {what} {remote.iron_id} applied to local row {row.pk} which is {row.iron_id}"
+        )
+    if (
+        remote.updated_at is None
+        or row.iron_updated_at is None
+        or remote.updated_at >= row.iron_updated_at
+    ):
+        return False
+    logger.info(
+        "Ignoring stale %s update of %s %s (%s at %s; stored %s at %s).",
+        source,
+        what,
+        remote.iron_id,
+        remote.status,
+        remote.updated_at.isoformat(),
+        row.status,
+        row.iron_updated_at.isoformat(),
+    )
+    return True
+
+
 def _is_newer(candidate: datetime | None, stored: datetime | None) -> bool:
     if candidate is None:
         return False
@@ -340,26 +352,8 @@ def apply_customer_state(
     pk = customer.pk if isinstance(customer, Customer) else customer
     with transaction.atomic():
         row = Customer.objects.select_for_update().get(pk=pk)
-        if row.iron_id is not None and row.iron_id != remote.iron_id:
-            raise ValueError(
-                f"Iron customer {remote.iron_id} applied to local row {row.pk} "
-                f"which is {row.iron_id}"
-            )
         previous = row.status
-        if (
-            remote.updated_at is not None
-            and row.iron_updated_at is not None
-            and remote.updated_at < row.iron_updated_at
-        ):
-            logger.info(
-                "Ignoring stale %s update of customer %s (%s at %s; stored %s at %s).",
-                source,
-                remote.iron_id,
-                remote.status,
-                remote.updated_at.isoformat(),
-                previous,
-                row.iron_updated_at.isoformat(),
-            )
+        if _is_stale(row, remote, source):
             return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
         known = remote.status in KNOWN_CUSTOMER_STATUSES
         if not known:

@@ -60,6 +60,21 @@ def retry_countdown(retries: int, retry_after: float | None = None) -> float:
     return countdown
 
 
+def _next_retry(task: Any, exc: IronTransientError) -> float | None:
+    """The countdown of the next retry, or ``None`` when ``TASK_MAX_RETRIES`` are used up."""
+    retries: int = task.request.retries or 0
+    if retries >= iron_settings.TASK_MAX_RETRIES:
+        return None
+    return retry_countdown(retries, exc.retry_after)
+
+
+def _retry(task: Any, exc: IronTransientError, countdown: float) -> Exception:
+    retry: Exception = task.retry(
+        exc=exc, countdown=countdown, max_retries=iron_settings.TASK_MAX_RETRIES
+    )
+    return retry
+
+
 @shared_task(
     bind=True,
     acks_late=True,
@@ -79,25 +94,22 @@ def create_identification(self: Any, identification_pk: int) -> str:
         logger.warning("Identification #%s no longer exists; nothing to create.", identification_pk)
         return "missing"
     except IronTransientError as exc:
-        retries = self.request.retries or 0
-        if retries < iron_settings.TASK_MAX_RETRIES:
-            countdown = retry_countdown(retries, exc.retry_after)
-            # Keep the sweep from enqueueing a second copy while this retry waits.
-            Identification.objects.filter(pk=identification_pk, iron_id__isnull=True).update(
-                next_poll_at=timezone.now()
-                + timedelta(seconds=countdown)
-                + iron_settings.CREATE_RECOVERY_DELAY
+        countdown = _next_retry(self, exc)
+        if countdown is None:
+            logger.warning(
+                "Creating identification #%s failed %d times (%s); the sweep tries again later.",
+                identification_pk,
+                (self.request.retries or 0) + 1,
+                exc,
             )
-            raise self.retry(
-                exc=exc, countdown=countdown, max_retries=iron_settings.TASK_MAX_RETRIES
-            ) from None
-        logger.warning(
-            "Creating identification #%s failed %d times (%s); the sweep tries again later.",
-            identification_pk,
-            retries + 1,
-            exc,
+            return "pending"
+        # Keep the sweep from enqueueing a second copy while this retry waits.
+        Identification.objects.filter(pk=identification_pk, iron_id__isnull=True).update(
+            next_poll_at=timezone.now()
+            + timedelta(seconds=countdown)
+            + iron_settings.CREATE_RECOVERY_DELAY
         )
-        return "pending"
+        raise _retry(self, exc, countdown) from None
     if row.iron_id is not None:
         return "confirmed"
     if row.failed_at is not None:
@@ -124,14 +136,10 @@ def refresh_customer(self: Any, customer_pk: int) -> None:
     except Customer.DoesNotExist:
         logger.warning("Customer #%s no longer exists; nothing to refresh.", customer_pk)
     except IronTransientError as exc:
-        retries = self.request.retries or 0
-        if retries >= iron_settings.TASK_MAX_RETRIES:
+        countdown = _next_retry(self, exc)
+        if countdown is None:
             raise
-        raise self.retry(
-            exc=exc,
-            countdown=retry_countdown(retries, exc.retry_after),
-            max_retries=iron_settings.TASK_MAX_RETRIES,
-        ) from None
+        raise _retry(self, exc, countdown) from None
 
 
 @shared_task(
