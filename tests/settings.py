@@ -6,7 +6,7 @@ import os
 
 import dj_database_url
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True
@@ -79,9 +79,9 @@ REST_FRAMEWORK = {
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-IRON_KYC_API_KEY = "test-api-key-d0-not-log"  # noqa: S105
+IRON_KYC_API_KEY = "test-api-key-d0-not-log"
 IRON_KYC_BASE_URL = "http://127.0.0.1:9"
-IRON_KYC_WEBHOOK_SECRET = "test_secret"  # noqa: S105
+IRON_KYC_WEBHOOK_SECRET = "test_secret"
 IRON_KYC_MAX_RETRIES = 0
 
 # Celery: eager by default in unit tests; the worker tests start a real in-process worker.
