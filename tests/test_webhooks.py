@@ -571,6 +571,20 @@ def test_webhook_same_event_under_a_new_webhook_id_acts_once(
     assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
 
 
+def test_webhook_without_webhook_id_is_stored_and_deduplicated_by_event(
+    webhook_client: Client, identification: Identification
+) -> None:
+    body = encode_event(identification_event(identification))
+    responses = []
+    for _ in range(2):
+        headers = signed_headers(body)
+        del headers[signing.ID_HEADER]
+        responses.append(post(webhook_client, body, headers).json())
+
+    assert responses == [{"outcome": "processed"}, {"outcome": "duplicate"}]
+    assert list(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == [None, None]
+
+
 def test_webhook_older_event_changes_nothing(
     send: Callable[..., Any],
     identification: Identification,
