@@ -9,7 +9,8 @@ Redelivery is capped: every POST of an identification intent counts in
 ``create_attempts``; past ``IRON_KYC_CREATE_MAX_ATTEMPTS`` the intent is reconciled by
 listing instead of being sent again, so a poison message cannot loop forever.
 
-Add the sweep to your beat schedule (see :data:`BEAT_SCHEDULE`)::
+Add the sweep to your beat schedule (see :data:`BEAT_SCHEDULE`); this module imports no
+models at import time, so a settings module may import it::
 
     from django_iron_kyc.tasks import BEAT_SCHEDULE as IRON_KYC_BEAT_SCHEDULE
 
@@ -26,10 +27,8 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
 from .conf import iron_settings
 from .exceptions import IronTransientError
-from .models import Customer, Identification
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +87,9 @@ def create_identification(self: Any, identification_pk: int) -> str:
     Returns the outcome: ``"confirmed"``, ``"failed"``, ``"superseded"``, ``"pending"``
     (not confirmed yet: the sweep tries again) or ``"missing"``.
     """
+    from . import services
+    from .models import Identification
+
     try:
         row = services.submit_identification(identification_pk)
     except Identification.DoesNotExist:
@@ -131,6 +133,9 @@ def refresh_customer(self: Any, customer_pk: int) -> None:
 
     See ``services.refresh_customer``. Transient errors are retried; others are raised.
     """
+    from . import services
+    from .models import Customer
+
     try:
         services.refresh_customer(customer_pk)
     except Customer.DoesNotExist:
@@ -156,4 +161,6 @@ def poll_pending_identifications(self: Any) -> dict[str, int]:
     re-enqueues intents an outage left behind. See ``services.poll_due_identifications``.
     Never retried: the next sweep picks up what this one could not do.
     """
+    from . import services
+
     return services.poll_due_identifications().as_dict()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -55,6 +58,21 @@ def test_beat_schedule_runs_the_sweep_every_minute() -> None:
     [entry] = tasks.BEAT_SCHEDULE.values()
     assert entry["task"] == tasks.poll_pending_identifications.name
     assert entry["schedule"] <= 60
+
+
+def test_beat_schedule_can_be_imported_from_a_settings_module() -> None:
+    # A settings module runs before Django's apps are loaded: importing the tasks module
+    # must not import models.
+    code = (
+        "import sys; from django_iron_kyc.tasks import BEAT_SCHEDULE; "
+        "assert 'django_iron_kyc.models' not in sys.modules; print(len(BEAT_SCHEDULE))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
 
 
 def test_create_task_retries_a_transient_error_with_the_same_key(iron: FakeIron) -> None:
