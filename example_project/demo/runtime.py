@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.core.wsgi import get_wsgi_application
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.test.utils import override_settings
 from django.urls import reverse
 
 from django_iron_kyc import signals
@@ -35,8 +35,6 @@ def use_sqlite_file(path: Path) -> None:
     settings dict every connection of the alias is built from is changed in place, and
     the connection opened so far is dropped. Call it before any other thread connects.
     """
-    from django.conf import settings
-
     connections.close_all()
     config = connections.settings[DEFAULT_DB_ALIAS]
     config.clear()
@@ -54,9 +52,24 @@ def run_tasks_in_process() -> None:
 
 @contextmanager
 def pointed_at(fake: FakeIron) -> Iterator[None]:
-    """The ``IRON_KYC_*`` settings point at ``fake`` (sandbox actions on: it is loopback)."""
-    with override_settings(**fake.django_settings(), IRON_KYC_SANDBOX_ACTIONS=None):
+    """The ``IRON_KYC_*`` settings point at ``fake`` (sandbox actions on: it is loopback).
+
+    Set on the settings object itself (django-iron-kyc reads them when used), so every
+    thread sees them and ``settings.SETTINGS_MODULE`` stays what it is.
+    """
+    values = {**fake.django_settings(), "IRON_KYC_SANDBOX_ACTIONS": None}
+    missing = object()
+    saved = {name: getattr(settings, name, missing) for name in values}
+    for name, value in values.items():
+        setattr(settings, name, value)
+    try:
         yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                delattr(settings, name)
+            else:
+                setattr(settings, name, value)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -123,13 +123,13 @@ class Command(BaseCommand):
         except DemoFailed as exc:
             self.show_logs()
             raise CommandError(
-                f"Demo FAILED at step {self.step_no} ({self.step_title}): {exc}"
+                f"Demo FAILED at step {self.step_no + 1} ({self.step_title}): {exc}"
             ) from None
         except Exception as exc:
             self.show_logs()
             self.stderr.write(traceback.format_exc())
             raise CommandError(
-                f"Demo FAILED at step {self.step_no} ({self.step_title}): "
+                f"Demo FAILED at step {self.step_no + 1} ({self.step_title}): "
                 f"{type(exc).__name__}: {exc}"
             ) from None
         finally:
@@ -279,7 +279,7 @@ class Command(BaseCommand):
         received = self.recorder.of(signal, email)
         expect(len(received) == 1, f"{email}: {signal} received {len(received)} times, not once")
         want = user.KycStatus.VERIFIED if approve else user.KycStatus.DECLINED
-        expect(user.kyc_status == want, f"{email}: user is {user.kyc_status!r}, expected {want!r}")
+        expect(user.kyc_status == want, f"{email}: user is {user.kyc_status!r}, expected {want.value!r}")
         want_customer = (
             Customer.Status.ACTIVE if approve else Customer.Status.IDENTIFICATION_REQUIRED
         )
