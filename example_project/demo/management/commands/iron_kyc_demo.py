@@ -279,7 +279,10 @@ class Command(BaseCommand):
         received = self.recorder.of(signal, email)
         expect(len(received) == 1, f"{email}: {signal} received {len(received)} times, not once")
         want = user.KycStatus.VERIFIED if approve else user.KycStatus.DECLINED
-        expect(user.kyc_status == want, f"{email}: user is {user.kyc_status!r}, expected {want.value!r}")
+        expect(
+            user.kyc_status == want,
+            f"{email}: user is {user.kyc_status!r}, expected {want.value!r}",
+        )
         want_customer = (
             Customer.Status.ACTIVE if approve else Customer.Status.IDENTIFICATION_REQUIRED
         )
