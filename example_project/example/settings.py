@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 from django_iron_kyc.conf import is_loopback_host
+from django_iron_kyc.tasks import BEAT_SCHEDULE as IRON_KYC_BEAT_SCHEDULE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -142,15 +143,7 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # django-iron-kyc's poll sweep, every minute (run beat: `celery -A example worker --beat`).
-# The same entry as django_iron_kyc.tasks.BEAT_SCHEDULE, written out: settings cannot import
-# django_iron_kyc.tasks (it imports models, and apps are not loaded yet).
-CELERY_BEAT_SCHEDULE = {
-    "iron-kyc-poll-pending-identifications": {
-        "task": "django_iron_kyc.tasks.poll_pending_identifications",
-        "schedule": 60.0,
-        "options": {"expires": 55.0},
-    },
-}
+CELERY_BEAT_SCHEDULE = {**IRON_KYC_BEAT_SCHEDULE}
 
 # --- django-iron-kyc ----------------------------------------------------------------------
 
