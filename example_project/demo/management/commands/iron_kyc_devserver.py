@@ -14,6 +14,7 @@ Celery runs tasks in-process. Stop with Ctrl-C.
 from __future__ import annotations
 
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Ctrl-C, and `kill`, stop both servers cleanly, even when started from a script that
+        # ignores SIGINT (background jobs of a non-interactive shell inherit that).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         addr, _, port = options["addrport"].rpartition(":")
         addr = addr or "127.0.0.1"
         if not port.isdigit():
