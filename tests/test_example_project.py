@@ -102,7 +102,7 @@ def test_demo_runs_the_whole_flow_and_reports_each_outcome() -> None:
 
 
 def test_demo_runs_twice_in_a_row_on_a_database_file_it_keeps(tmp_path: Path) -> None:
-    db = tmp_path / "demo.sqlite3"
+    db = (tmp_path / "demo.sqlite3").resolve()
 
     first = run_demo("--db", str(db))
     second = run_demo("--db", str(db))
