@@ -256,6 +256,8 @@ def apply_identification_state(
             row.with_edd = remote.with_edd
         changed = status != previous
         row.status = status
+        if changed and row.superseded_at is None and row.failed_at is None:
+            _supersede_if_replaced(row)
         if row.is_terminal or row.superseded_at is not None:
             row.next_poll_at = None
         elif changed or row.next_poll_at is None:
@@ -268,6 +270,41 @@ def apply_identification_state(
                 lambda: _send_identification_signals(row, previous, status, source)
             )
         return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
+
+
+def _supersede_if_replaced(row: Identification) -> None:
+    """Keep Iron's rule on a change of status: only the customer's newest identification counts.
+
+    ``row`` (locked, about to be saved) is marked superseded when the customer has a newer
+    identification at Iron, or an intent not sent yet (once sent, it will be newer). When
+    ``row`` stays current and is in flight, older identifications still in flight are
+    superseded instead, so one identification at most is in flight (a step-up of an old
+    one never breaks the one-in-flight constraint).
+    """
+    since = row.iron_created_at or row.created_at
+    others = Identification.objects.filter(customer_id=row.customer_id).exclude(pk=row.pk)
+    newer = Q(iron_id__isnull=False) & (
+        Q(iron_created_at__gt=since) | Q(iron_created_at__isnull=True, created_at__gt=since)
+    )
+    intent = Q(iron_id__isnull=True, superseded_at__isnull=True, failed_at__isnull=True)
+    replaced = others.filter(newer | intent).exists()
+    if not replaced and not row.is_terminal:
+        older = list(others.in_flight().values_list("pk", flat=True))
+        if older:
+            others.filter(pk__in=older).update(superseded_at=timezone.now(), next_poll_at=None)
+            logger.info(
+                "Identification %s is in flight again and newest; superseded older #%s.",
+                row.iron_id,
+                ", #".join(map(str, older)),
+            )
+    if replaced:
+        row.superseded_at = timezone.now()
+        logger.info(
+            "Identification %s moved to %s, but the customer has a newer identification; "
+            "marked superseded (it no longer counts).",
+            row.iron_id,
+            row.status,
+        )
 
 
 def _is_stale(
@@ -678,7 +715,9 @@ def start_identification(
                 f"Customer {locked} already has an identification in flight."
             ) from None
         pk = identification.pk
-        transaction.on_commit(lambda: tasks.create_identification.delay(pk))
+        # robust: the row is committed whatever happens here; if the broker is down, the
+        # error is logged and the sweep enqueues the intent later.
+        transaction.on_commit(lambda: tasks.create_identification.delay(pk), robust=True)
     return identification
 
 
@@ -1241,7 +1280,7 @@ def _recover_intents(now: datetime) -> int:
                 return count
             Identification.objects.filter(pk__in=pks).update(next_poll_at=now + delay)
             for pk in pks:
-                transaction.on_commit(partial(tasks.create_identification.delay, pk))
+                transaction.on_commit(partial(tasks.create_identification.delay, pk), robust=True)
         logger.warning(
             "Re-enqueued the creation of %d identification intent(s) Iron never confirmed: %s",
             len(pks),

@@ -4,6 +4,8 @@ Every task takes primary keys, is safe to run twice (``acks_late`` with
 ``reject_on_worker_lost``: a task lost with its worker runs again), retries only transient
 errors (429, 5xx, timeouts) with exponential backoff and jitter that never undercuts Iron's
 ``Retry-After``, and is enqueued only after the transaction that asked for it commits.
+Run eagerly (``CELERY_TASK_ALWAYS_EAGER``), a task does not retry: an identification intent is
+left to the sweep, and ``refresh_customer`` raises the transient error.
 
 Redelivery is capped: every POST of an identification intent counts in
 ``create_attempts``; past ``IRON_KYC_CREATE_MAX_ATTEMPTS`` the intent is reconciled by
@@ -60,9 +62,14 @@ def retry_countdown(retries: int, retry_after: float | None = None) -> float:
 
 
 def _next_retry(task: Any, exc: IronTransientError) -> float | None:
-    """The countdown of the next retry, or ``None`` when ``TASK_MAX_RETRIES`` are used up."""
+    """The countdown of the next retry, or ``None`` for no Celery retry.
+
+    None when ``TASK_MAX_RETRIES`` are used up, and when the task runs eagerly
+    (``CELERY_TASK_ALWAYS_EAGER``): an eager retry would run at once, ignoring the backoff
+    and Iron's ``Retry-After`` (or, with eager propagation, raise ``Retry`` at the caller).
+    """
     retries: int = task.request.retries or 0
-    if retries >= iron_settings.TASK_MAX_RETRIES:
+    if task.request.is_eager or retries >= iron_settings.TASK_MAX_RETRIES:
         return None
     return retry_countdown(retries, exc.retry_after)
 
@@ -99,7 +106,8 @@ def create_identification(self: Any, identification_pk: int) -> str:
         countdown = _next_retry(self, exc)
         if countdown is None:
             logger.warning(
-                "Creating identification #%s failed %d times (%s); the sweep tries again later.",
+                "Creating identification #%s failed (attempt %d of this task: %s); the sweep "
+                "tries again later.",
                 identification_pk,
                 (self.request.retries or 0) + 1,
                 exc,

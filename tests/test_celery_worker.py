@@ -45,7 +45,9 @@ def worker_app() -> Iterator[Celery]:
         with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False):
             yield app
     finally:
+        # start_worker made the worker app current and default (threads use the default).
         test_app.set_current()
+        test_app.set_default()
 
 
 class Waiter:

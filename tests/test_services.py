@@ -183,3 +183,53 @@ def test_apply_customer_state_rules(
         "source": "webhook",
     }
     assert sent["customer"].pk == customer.pk
+
+
+# --- only the newest identification counts -------------------------------------------------
+
+
+@pytest.mark.parametrize("newer", ["confirmed", "intent"])
+def test_step_up_of_a_replaced_identification_supersedes_it_instead_of_breaking_the_constraint(
+    apply: Any, iron_signals: Any, newer: str
+) -> None:
+    customer = CustomerFactory()
+    old = IdentificationFactory(customer=customer, declined=True, iron_created_at=T0)
+    if newer == "confirmed":
+        current = IdentificationFactory(customer=customer, iron_created_at=T0 + timedelta(hours=1))
+    else:
+        current = IdentificationFactory(customer=customer, unconfirmed=True)
+    # Iron moves the old one back to Pending while the customer has a newer one.
+    apply(old, "Pending", T0 + timedelta(hours=2))
+    apply(old, "Approved", T0 + timedelta(hours=3))
+    old.refresh_from_db()
+    assert old.status == "Approved"
+    assert old.superseded_at is not None
+    assert list(Identification.objects.in_flight()) == [current]
+    assert "identification_approved" not in iron_signals.names()
+
+
+def test_a_decision_on_an_identification_iron_replaced_sends_no_terminal_signal(
+    apply: Any, iron_signals: Any
+) -> None:
+    customer = CustomerFactory()
+    old = IdentificationFactory(customer=customer, approved=True, iron_created_at=T0)
+    IdentificationFactory(customer=customer, iron_created_at=T0 + timedelta(hours=1))
+    apply(old, "Declined", T0 + timedelta(hours=2))
+    old.refresh_from_db()
+    assert old.status == "Declined"
+    assert old.superseded_at is not None
+    assert iron_signals.names() == ["identification_status_changed"]
+
+
+def test_step_up_of_the_newest_supersedes_an_older_one_still_in_flight(apply: Any) -> None:
+    customer = CustomerFactory()
+    older = IdentificationFactory(customer=customer, iron_created_at=T0)
+    newest = IdentificationFactory(
+        customer=customer, approved=True, iron_created_at=T0 + timedelta(hours=1)
+    )
+    apply(newest, "Pending", T0 + timedelta(hours=2))
+    older.refresh_from_db()
+    newest.refresh_from_db()
+    assert older.superseded_at is not None
+    assert newest.superseded_at is None
+    assert list(Identification.objects.in_flight()) == [newest]

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from celery.exceptions import Retry
 
-from django_iron_kyc import tasks
-from django_iron_kyc.exceptions import IronAPIError
+from django_iron_kyc import services, tasks
+from django_iron_kyc.exceptions import IronAPIError, IronTransientError
 from django_iron_kyc.models import Identification
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory
 from tests.celery import app
-from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
+from tests.test_lifecycle import CREATE_PATH, mirror_customer
 
 pytestmark = pytest.mark.django_db
 
@@ -25,15 +25,6 @@ ALL_TASKS = (
     tasks.refresh_customer,
     tasks.poll_pending_identifications,
 )
-
-
-@pytest.fixture(autouse=True)
-def eager_retries() -> Any:
-    """Let eager tasks retry: with eager propagation Celery raises ``Retry`` instead."""
-    propagates = app.conf.task_eager_propagates
-    app.conf.task_eager_propagates = False
-    yield
-    app.conf.task_eager_propagates = propagates
 
 
 @pytest.fixture
@@ -75,16 +66,59 @@ def test_beat_schedule_can_be_imported_from_a_settings_module() -> None:
     assert done.stdout.strip() == "1"
 
 
-def test_create_task_retries_a_transient_error_with_the_same_key(iron: FakeIron) -> None:
+def test_eager_create_task_leaves_a_transient_error_to_the_sweep(
+    iron: FakeIron, time_machine: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Run eagerly, a retry would hammer Iron at once (ignoring Retry-After) or raise
+    # Retry at the caller: the intent waits for the sweep instead, with the same key.
     row = intent(iron)
-    iron.fail_next(2, method="POST", status=503)
-    assert tasks.create_identification.delay(row.pk).get() == "confirmed"
+    iron.fail_next(method="POST", status=429, retry_after=120)
+    assert tasks.create_identification.delay(row.pk).get() == "pending"
+    row.refresh_from_db()
+    assert row.is_in_flight
+    assert row.iron_id is None
+    assert "429" in row.last_error
+    assert row.next_poll_at is not None
+
+    time_machine.move_to(row.next_poll_at, tick=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.poll_due_identifications().recovered == 1
     row.refresh_from_db()
     assert row.status == "Pending"
-    assert row.create_attempts == 3
-    requests = iron.requests_to("POST", CREATE_PATH)
-    assert [r.status for r in requests] == [503, 503, 201]
-    assert {r.idempotency_key for r in requests} == {str(row.idempotency_key)}
+    first, second = iron.requests_to("POST", CREATE_PATH)
+    assert first.idempotency_key == second.idempotency_key == str(row.idempotency_key)
+
+
+def test_start_identification_survives_an_eager_transient_failure(
+    iron: FakeIron, django_capture_on_commit_callbacks: Any
+) -> None:
+    customer = mirror_customer(iron)
+    iron.fail_next(method="POST", status=503)
+    with django_capture_on_commit_callbacks(execute=True):
+        row = services.start_identification(customer)
+    row.refresh_from_db()
+    assert row.is_in_flight
+    assert "503" in row.last_error
+
+
+def test_start_identification_commits_even_when_the_broker_is_down(
+    iron: FakeIron,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    def broker_down(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(
+        type(tasks.create_identification._get_current_object()), "delay", broker_down
+    )
+    customer = mirror_customer(iron)
+    with django_capture_on_commit_callbacks(execute=True):
+        row = services.start_identification(customer)
+    # The enqueue failed after commit: logged, and the intent waits for the sweep.
+    assert Identification.objects.get(pk=row.pk).next_poll_at is not None
+    assert "broker down" in caplog.text
 
 
 def test_create_task_does_not_retry_a_refusal(iron: FakeIron) -> None:
@@ -99,10 +133,15 @@ def test_create_task_leaves_the_intent_to_the_sweep_when_retries_run_out(
 ) -> None:
     settings.IRON_KYC_TASK_MAX_RETRIES = 2
     row = intent(iron)
-    iron.fail_next(10, method="POST", status=502)
-    assert tasks.create_identification.delay(row.pk).get() == "pending"
+    iron.fail_next(method="POST", status=502)
+    task = tasks.create_identification._get_current_object()
+    task.push_request(retries=2)  # as in a worker, on the last allowed retry
+    try:
+        assert task(row.pk) == "pending"
+    finally:
+        task.pop_request()
     row.refresh_from_db()
-    assert row.create_attempts == 3
+    assert row.create_attempts == 1
     assert row.is_in_flight
     assert row.iron_id is None
     assert row.failed_at is None
@@ -172,14 +211,29 @@ def test_retry_countdown_backs_off_with_jitter_and_a_cap(settings: Any) -> None:
     assert tasks.retry_countdown(0, retry_after=900) >= 900
 
 
-def test_refresh_task_retries_transient_errors(iron: FakeIron) -> None:
+def test_refresh_task_retries_transient_errors(
+    iron: FakeIron, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retries: list[dict[str, Any]] = []
+
+    def record_retry(self: Any, **kwargs: Any) -> Retry:
+        retries.append(kwargs)
+        return Retry("recorded", when=kwargs["countdown"])
+
+    monkeypatch.setattr(type(tasks.refresh_customer._get_current_object()), "retry", record_retry)
     customer = mirror_customer(iron)
-    ident = mirror_identification(iron, customer)
-    iron.set_identification_status(ident.iron_id, "Approved", notify=False)
+    iron.fail_next(method="GET", status=503, retry_after=42)
+    with pytest.raises(Retry):
+        tasks.refresh_customer(customer.pk)
+    [retry] = retries
+    assert retry["countdown"] >= 42
+
+
+def test_eager_refresh_task_raises_the_transient_error(iron: FakeIron) -> None:
+    customer = mirror_customer(iron)
     iron.fail_next(method="GET", status=503)
-    tasks.refresh_customer.delay(customer.pk).get()
-    ident.refresh_from_db()
-    assert ident.status == "Approved"
+    with pytest.raises(IronTransientError):
+        tasks.refresh_customer.delay(customer.pk).get()
 
 
 def test_refresh_task_raises_a_refusal_and_ignores_a_deleted_customer(iron: FakeIron) -> None:
