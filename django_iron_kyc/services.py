@@ -213,7 +213,13 @@ def apply_identification_state(
     source = Source(source)
     pk = identification.pk if isinstance(identification, Identification) else identification
     with transaction.atomic():
-        row = Identification.objects.select_for_update().get(pk=pk)
+        # The customer comes with the row: the terminal signal after commit needs it, and a
+        # query then could fail (database gone) and lose the signal.
+        row = (
+            Identification.objects.select_for_update(of=("self",))
+            .select_related("customer")
+            .get(pk=pk)
+        )
         previous = row.status
         if _is_stale(row, remote, source):
             return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
@@ -1039,6 +1045,14 @@ def _sync_identifications(
                 customer_pk,
                 ", #".join(map(str, outdated)),
             )
+        counted = local_by_iron_id.get(current.iron_id)
+        if (
+            counted is not None
+            and counted["customer_id"] == customer_pk
+            and counted["superseded_at"] is not None
+            and counted["failed_at"] is None
+        ):
+            _revive(counted["pk"], current)
     for remote in ordered:
         row = local_by_iron_id.get(remote.iron_id)
         applied: ApplyResult | None
@@ -1078,6 +1092,32 @@ def _sync_identifications(
         if applied.status_changed:
             result.status_changed.append(applied.instance.pk)
     return result
+
+
+def _revive(pk: int, remote: RemoteIdentification) -> bool:
+    """Iron counts an identification we marked superseded: it is current again.
+
+    Happens when a forced restart lost a race at Iron (the superseded intent's POST was
+    created after the forced one) or the forced one was never created.
+    """
+    in_flight = normalize_identification_status(remote.status) not in (
+        Identification.TERMINAL_STATUSES
+    )
+    try:
+        with transaction.atomic():
+            revived = Identification.objects.filter(pk=pk, superseded_at__isnull=False).update(
+                superseded_at=None,
+                stale_at=None,
+                next_poll_at=timezone.now() if in_flight else None,
+            )
+    except IntegrityError:
+        revived = 0
+    if revived:
+        logger.warning(
+            "Iron counts identification %s, which was superseded here: it is current again.",
+            remote.iron_id,
+        )
+    return bool(revived)
 
 
 def _adopt_new(

@@ -574,6 +574,20 @@ def test_refresh_customer_adopts_into_an_unconfirmed_intent(
     assert posts(iron) == []  # confirmed: the task has nothing left to do
 
 
+def test_refresh_customer_revives_a_superseded_identification_iron_still_counts(
+    iron: FakeIron, customer: Customer
+) -> None:
+    old = mirror_identification(iron, customer)
+    forced = services.start_identification(customer, force=True)
+    iron.fail_next(method="POST", status=400)
+    assert services.submit_identification(forced).failed_at is not None  # never created
+    services.refresh_customer(customer)
+    old.refresh_from_db()
+    assert old.superseded_at is None
+    assert old.next_poll_at is not None
+    assert list(Identification.objects.in_flight()) == [old]
+
+
 def test_refresh_customer_needs_a_customer_at_iron(iron: FakeIron) -> None:
     with pytest.raises(IdentificationStateError):
         services.refresh_customer(CustomerFactory(unconfirmed=True))

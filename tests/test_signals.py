@@ -85,6 +85,21 @@ def test_terminal_signals_carry_the_documented_kwargs(
 
 
 @pytest.mark.django_db
+def test_signals_after_commit_need_no_query(
+    django_capture_on_commit_callbacks: Any, django_assert_num_queries: Any, iron_signals: Any
+) -> None:
+    # After the commit the database may already be gone: sending must not depend on it.
+    ident = IdentificationFactory(iron_updated_at=T0)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        apply_identification_state(ident, decision(ident), source="webhook")
+    with django_assert_num_queries(0):
+        for callback in callbacks:
+            callback()
+    assert iron_signals.names() == ["identification_status_changed", "identification_approved"]
+    assert iron_signals.kwargs_of("identification_approved")[0]["customer"] == ident.customer
+
+
+@pytest.mark.django_db
 def test_archived_is_terminal_but_has_no_terminal_signal(
     django_capture_on_commit_callbacks: Any, iron_signals: Any
 ) -> None:

@@ -1,0 +1,1 @@
+"""The reliability suite: tries to break the app (faults, races, kills, outages)."""

@@ -1,0 +1,84 @@
+"""Minimal reproductions of what the reliability state machine found, one test each.
+
+Each is written the way the state machine reached it, with the fake Iron and the public
+services only, so it reads as a scenario and stays a regression test once fixed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from django_iron_kyc import services
+from django_iron_kyc.models import Customer, Identification
+from django_iron_kyc.testing import FakeIron
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
+    settings.IRON_KYC_MAX_RETRIES = 0
+    settings.IRON_KYC_SANDBOX_ACTIONS = True
+    return fake_iron
+
+
+def started(customer: Customer) -> Identification:
+    """Start an identification; the eager task creates it at Iron."""
+    row = services.start_identification(customer)
+    row.refresh_from_db()
+    assert row.iron_id is not None
+    return row
+
+
+def step_up_of_an_older_identification(
+    iron: FakeIron,
+) -> tuple[Customer, Identification, Identification]:
+    """X approved, then Y started; Iron moves X back to Pending (a step-up) before Y ends."""
+    customer = services.create_customer(email="ada@example.com")
+    older = started(customer)
+    services.sandbox_approve(older)
+    newer = started(customer)
+    iron.outbox.clear()
+    iron.set_identification_status(older.iron_id, "Pending")
+    return customer, older, newer
+
+
+def test_step_up_of_an_older_identification_does_not_break_the_poll_sweep(
+    iron: FakeIron, send_iron_webhook: Any
+) -> None:
+    customer, older, newer = step_up_of_an_older_identification(iron)
+    Identification.objects.filter(pk__in=[older.pk, newer.pk]).update(next_poll_at=None)
+    Identification.objects.filter(pk=newer.pk).update(
+        next_poll_at=newer.created_at  # due now
+    )
+
+    services.poll_due_identifications()  # raised IntegrityError (one in flight per customer)
+
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert older.status == "Pending"
+    assert [i.pk for i in Identification.objects.in_flight().filter(customer=customer)] == [
+        newer.pk
+    ]
+
+
+def test_step_up_of_an_older_identification_does_not_break_refresh(iron: FakeIron) -> None:
+    customer, older, _newer = step_up_of_an_older_identification(iron)
+
+    services.refresh_customer(customer)  # raised IntegrityError
+
+    older.refresh_from_db()
+    assert older.status == "Pending"
+
+
+def test_step_up_webhook_of_an_older_identification_is_not_a_5xx_forever(
+    iron: FakeIron, send_iron_webhook: Any
+) -> None:
+    step_up_of_an_older_identification(iron)
+    (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
+
+    answers = [send_iron_webhook(delivery).status_code for _ in range(3)]
+
+    assert answers[-1] == 200, answers  # was [500, 500, 500]: Iron retries it forever
