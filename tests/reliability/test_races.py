@@ -16,7 +16,7 @@ together and a gate held at the fake Iron orders the one scenario that needs an 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -27,6 +27,7 @@ from django_iron_kyc.exceptions import IdentificationInFlightError
 from django_iron_kyc.models import Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
+from tests.reliability.gate import Gate
 from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
 
 pytestmark = [
@@ -48,14 +49,6 @@ def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
     settings.IRON_KYC_MAX_RETRIES = 0
     settings.IRON_KYC_SANDBOX_ACTIONS = True
     return fake_iron
-
-
-@pytest.fixture
-def recorder() -> Iterator[SignalRecorder]:
-    recorder = SignalRecorder()
-    recorder.connect()
-    yield recorder
-    recorder.disconnect()
 
 
 def together(*calls: Callable[[], Any]) -> list[Any]:
@@ -95,7 +88,7 @@ def status_changes(recorder: SignalRecorder, pk: int) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_forced_and_plain_starts_at_once_leave_one_in_flight_here_and_at_iron(
-    iron: FakeIron, recorder: SignalRecorder, round_: int
+    iron: FakeIron, iron_signals: SignalRecorder, round_: int
 ) -> None:
     customer = mirror_customer(iron)
     current = mirror_identification(iron, customer)
@@ -122,29 +115,11 @@ def test_forced_and_plain_starts_at_once_leave_one_in_flight_here_and_at_iron(
     in_flight.refresh_from_db()
     assert in_flight.superseded_at is None
     assert str(in_flight.iron_id) == iron.newest_identification(customer.iron_id)["id"]
-    assert not recorder.kwargs_of("identification_approved")
+    assert not iron_signals.kwargs_of("identification_approved")
 
 
-class Gate(threading.Event):
-    """A fake's ``delay`` event that also says when a request reached it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reached = threading.Event()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.reached.set()
-        return super().wait(timeout)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug found by the reliability suite: the late POST's identification is the one "
-    "Iron counts, but it stays superseded here (and the forced one is superseded by the "
-    "refresh), so nothing counts locally",
-)
 def test_forced_restart_while_the_superseded_intent_is_posted_keeps_iron_and_us_agreeing(
-    iron: FakeIron, recorder: SignalRecorder
+    iron: FakeIron, iron_signals: SignalRecorder
 ) -> None:
     """The first intent's POST is on the wire when an admin forces a new identification.
 
@@ -194,7 +169,7 @@ def test_forced_restart_while_the_superseded_intent_is_posted_keeps_iron_and_us_
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_webhook_with_an_older_status_against_a_poll_reading_the_newer_one(
-    iron: FakeIron, recorder: SignalRecorder, round_: int
+    iron: FakeIron, iron_signals: SignalRecorder, round_: int
 ) -> None:
     customer = mirror_customer(iron)
     row = mirror_identification(iron, customer)
@@ -220,17 +195,17 @@ def test_webhook_with_an_older_status_against_a_poll_reading_the_newer_one(
     assert sender(newer).status_code == 200  # the webhook of the newer status, late
     row.refresh_from_db()
     assert row.status == "Approved"
-    changes = status_changes(recorder, row.pk)
+    changes = status_changes(iron_signals, row.pk)
     assert changes in (
         [("Pending", "Processed"), ("Processed", "Approved")],
         [("Pending", "Approved")],
     ), changes
-    assert len(recorder.kwargs_of("identification_approved")) == 1
+    assert len(iron_signals.kwargs_of("identification_approved")) == 1
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
 def test_same_delivery_twice_while_a_refresh_applies_the_same_decision(
-    iron: FakeIron, recorder: SignalRecorder, round_: int
+    iron: FakeIron, iron_signals: SignalRecorder, round_: int
 ) -> None:
     customer = mirror_customer(iron)
     row = mirror_identification(iron, customer)
@@ -249,5 +224,5 @@ def test_same_delivery_twice_while_a_refresh_applies_the_same_decision(
     assert WebhookDelivery.objects.filter(webhook_id=delivery.webhook_id).count() == 1
     row.refresh_from_db()
     assert row.status == "Declined"
-    assert status_changes(recorder, row.pk) == [("Pending", "Declined")]
-    assert len(recorder.kwargs_of("identification_declined")) == 1
+    assert status_changes(iron_signals, row.pk) == [("Pending", "Declined")]
+    assert len(iron_signals.kwargs_of("identification_declined")) == 1

@@ -1,0 +1,262 @@
+"""A real Celery worker process on Redis, killed with SIGKILL in the middle of its work.
+
+The worker is a separate process (``celery -A tests.reliability.worker_app worker``, solo
+pool) sharing the test database, so these tests need PostgreSQL (or a SQLite file set with
+``SQLITE_TEST_PATH``) and Redis at 127.0.0.1:6379 (database 7). The work is held at a
+known point: the fake Iron keeps the worker's request waiting on a gate. Then the whole
+worker is killed with SIGKILL (no warm shutdown, no acknowledgement) and a new worker is
+started: Redis hands the unacknowledged task back after its visibility timeout (two
+seconds here), the task runs again, and the end must be exactly one identification at Iron
+and one signal.
+
+- create, killed while its POST is held: Iron completes the held POST after the worker
+  died (its answer lost), or drops it without doing anything;
+- poll sweep, killed while its list call is held: Iron answers to nobody.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from django.db import connection
+
+from django_iron_kyc import services, tasks
+from django_iron_kyc.models import Identification
+from django_iron_kyc.testing import FakeIron
+from tests.celery import app as test_app
+from tests.reliability.gate import Gate
+from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
+
+BROKER_URL = "redis://127.0.0.1:6379/7"
+WAIT = 60  # seconds; each step normally takes a few
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _redis() -> Any:
+    import redis
+
+    client = redis.Redis.from_url(BROKER_URL, socket_connect_timeout=1)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"needs Redis at {BROKER_URL} (a real broker for a real worker): {exc}")
+    return client
+
+
+def _shared_database_name() -> str:
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite" and ("memory" in name or not name):
+        pytest.skip(
+            "the worker process must share the test database: run on PostgreSQL "
+            "(DATABASE_URL=postgres://...) or with a SQLite file (SQLITE_TEST_PATH=...)"
+        )
+    return name
+
+
+pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
+
+
+class Workers:
+    """Starts worker processes on one queue, kills them, and reads what they signalled."""
+
+    def __init__(self, fake: FakeIron, redis: Any, database: str, logs: Path) -> None:
+        self.redis = redis
+        self.queue = f"iron-rel-{uuid.uuid4().hex[:8]}"
+        self.signal_key = f"{self.queue}:signals"
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.reliability.worker_settings",
+            "IRON_RELIABILITY_DB_NAME": database,
+            "IRON_RELIABILITY_BROKER_URL": BROKER_URL,
+            "IRON_RELIABILITY_QUEUE": self.queue,
+            "IRON_RELIABILITY_SIGNAL_KEY": self.signal_key,
+            "IRON_KYC_BASE_URL": fake.base_url,
+            "IRON_KYC_API_KEY": fake.api_key,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        }
+        self.producer = Celery("iron_rel_producer", set_as_current=False)
+        self.producer.conf.update(
+            broker_url=BROKER_URL,
+            task_always_eager=False,
+            task_default_queue=self.queue,
+            result_backend=None,
+        )
+
+    def start(self) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"worker-{len(self.processes)}.log").open("wb")
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.reliability.worker_app",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-Q",
+                self.queue,
+                "--loglevel=INFO",
+                f"--hostname=rel{len(self.processes)}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: killed as a whole
+        )
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the worker's process group: no warm shutdown, nothing acknowledged."""
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(WAIT)
+
+    def stop(self, process: subprocess.Popen[bytes]) -> None:
+        """Warm shutdown: the worker finishes what it runs, then exits."""
+        process.send_signal(signal.SIGTERM)
+        process.wait(WAIT)
+
+    def enqueue(self) -> Any:
+        """While in use, the app's tasks are sent to this queue (not run eagerly)."""
+        return _Current(self.producer)
+
+    def next_signal(self) -> dict[str, Any]:
+        popped = self.redis.blpop([self.signal_key], timeout=WAIT)
+        if popped is None:
+            raise AssertionError(f"no signal from the worker in {WAIT}s; logs: {self.log_tail()}")
+        return json.loads(popped[1])
+
+    def remaining_signals(self) -> list[dict[str, Any]]:
+        return [json.loads(s) for s in self.redis.lrange(self.signal_key, 0, -1)]
+
+    def queue_is_empty(self) -> bool:
+        return self.redis.llen(self.queue) == 0 and self.redis.hlen("unacked") == 0
+
+    def log_tail(self) -> str:
+        return "\n".join(
+            path.read_text(errors="replace")[-3000:] for path in sorted(self.logs.glob("*.log"))
+        )
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(WAIT)
+        self.redis.delete(self.queue, self.signal_key, "unacked", "unacked_index")
+        self.producer.close()
+
+
+class _Current:
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def __enter__(self) -> Celery:
+        self.app.set_current()
+        return self.app
+
+    def __exit__(self, *exc: object) -> None:
+        test_app.set_current()
+
+
+@pytest.fixture
+def workers(fake_iron: FakeIron, settings: Any, tmp_path: Path) -> Iterator[Workers]:
+    redis = _redis()
+    database = _shared_database_name()
+    settings.IRON_KYC_MAX_RETRIES = 0
+    redis.delete("unacked", "unacked_index")
+    pool = Workers(fake_iron, redis, database, tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("iron_after_the_kill", ["completes the held POST", "drops it"])
+def test_worker_killed_during_create_is_redelivered_and_makes_one_identification(
+    fake_iron: FakeIron, workers: Workers, iron_after_the_kill: str
+) -> None:
+    customer = mirror_customer(fake_iron)
+    gate = Gate()
+    drops = iron_after_the_kill == "drops it"
+    fake_iron.fail_next(
+        method="POST", path=CREATE_PATH, delay=gate, drop="before" if drops else None
+    )
+    first = workers.start()
+    with workers.enqueue():
+        row = services.start_identification(customer)
+
+    assert gate.reached.wait(WAIT), f"the worker never sent the POST: {workers.log_tail()}"
+    workers.kill(first)
+    gate.set()  # Iron goes on with the request of a worker that no longer exists
+    second = workers.start()
+    sent = workers.next_signal()
+    workers.stop(second)
+
+    assert sent == {
+        "signal": "identification_status_changed",
+        "pk": row.pk,
+        "previous_status": "",
+        "status": "Pending",
+        "source": "create",
+    }
+    assert workers.remaining_signals() == []
+    assert workers.queue_is_empty()
+    row.refresh_from_db()
+    assert row.status == "Pending"
+    assert row.url.startswith(fake_iron.base_url)
+    assert len(fake_iron.identifications) == 1
+    assert str(row.iron_id) in fake_iron.identifications
+    posts = fake_iron.requests_to("POST", CREATE_PATH)
+    assert len(posts) == 2  # the one killed with its worker, the redelivered one
+    assert {p.idempotency_key for p in posts} == {str(row.idempotency_key)}
+    assert posts[1].replayed is not drops
+
+
+def test_worker_killed_during_a_poll_is_redelivered_and_signals_once(
+    fake_iron: FakeIron, workers: Workers
+) -> None:
+    customer = mirror_customer(fake_iron)
+    row = mirror_identification(fake_iron, customer)
+    Identification.objects.filter(pk=row.pk).update(next_poll_at=row.created_at)
+    fake_iron.set_identification_status(row.iron_id, "Approved", notify=False)
+    gate = Gate()
+    fake_iron.fail_next(method="GET", path=LIST_PATH, delay=gate)
+    first = workers.start()
+    with workers.enqueue():
+        tasks.poll_pending_identifications.delay()
+
+    assert gate.reached.wait(WAIT), f"the worker never polled: {workers.log_tail()}"
+    workers.kill(first)
+    gate.set()  # Iron answers a worker that no longer exists
+    second = workers.start()
+    changed = workers.next_signal()
+    approved = workers.next_signal()
+    workers.stop(second)
+
+    assert changed["signal"] == "identification_status_changed"
+    assert (changed["pk"], changed["status"], changed["source"]) == (row.pk, "Approved", "poll")
+    assert approved["signal"] == "identification_approved"
+    assert approved["pk"] == row.pk
+    assert workers.remaining_signals() == []
+    assert workers.queue_is_empty()
+    row.refresh_from_db()
+    assert row.status == "Approved"
+    assert len(fake_iron.requests_to("GET", LIST_PATH)) == 2

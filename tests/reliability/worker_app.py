@@ -1,0 +1,58 @@
+"""The Celery app of the worker subprocesses started by ``test_worker_kill.py``.
+
+``celery -A tests.reliability.worker_app worker`` with ``tests.reliability.worker_settings``.
+Every django-iron-kyc signal the worker sends is pushed, as JSON, onto the Redis list named
+by ``IRON_RELIABILITY_SIGNAL_KEY``, so the test (another process) can wait for it and count
+it. The poll lease is one second here, so a sweep redelivered after its worker died finds
+the identifications it had claimed due again (in production the next sweep, five minutes
+on, does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.reliability.worker_settings")
+
+app = Celery("iron_kyc_reliability")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["django_iron_kyc"])
+
+
+@worker_init.connect
+def record_signals(**_: Any) -> None:
+    import redis
+
+    from django_iron_kyc import services, signals
+
+    services.POLL_LEASE = timedelta(seconds=1)
+    broker = redis.Redis.from_url(os.environ["IRON_RELIABILITY_BROKER_URL"])
+    key = os.environ["IRON_RELIABILITY_SIGNAL_KEY"]
+
+    def recorder(name: str) -> Any:
+        def receive(**kwargs: Any) -> None:
+            identification = kwargs.get("identification")
+            entry = {
+                "signal": name,
+                "pk": identification.pk if identification is not None else None,
+                "previous_status": kwargs.get("previous_status"),
+                "status": kwargs.get("status"),
+                "source": kwargs.get("source"),
+            }
+            broker.rpush(key, json.dumps(entry))
+
+        return receive
+
+    for name in (
+        "identification_status_changed",
+        "identification_approved",
+        "identification_declined",
+        "identification_expired",
+    ):
+        getattr(signals, name).connect(recorder(name), weak=False, dispatch_uid=f"rel-{name}")
