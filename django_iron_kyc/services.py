@@ -1189,10 +1189,19 @@ def _sandbox_decide(identification: Identification, *, approved: bool) -> Identi
         )
     with get_client() as client:
         data = client.sandbox_decide(row.iron_id, approved=approved, idempotency_key=uuid.uuid4())
-    remote = RemoteIdentification.from_api(data)
-    instance: Identification = apply_identification_state(
-        row, remote, source=Source.SANDBOX
-    ).instance
+        remote = RemoteIdentification.from_api(data)
+        result = apply_identification_state(row, remote, source=Source.SANDBOX)
+        if result.status_changed:
+            # Iron moved the customer too (Approved -> Active...). Whether the sandbox also
+            # sends webhooks is undocumented, so fetch the customer rather than wait for one.
+            customer_iron_id = Customer.objects.values_list("iron_id", flat=True).get(
+                pk=row.customer_id
+            )
+            if customer_iron_id is not None:
+                _refresh_customer_state(
+                    client, row.customer_id, customer_iron_id, source=Source.SANDBOX
+                )
+    instance: Identification = result.instance
     return instance
 
 

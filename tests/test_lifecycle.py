@@ -625,6 +625,23 @@ def test_sandbox_decision_is_applied_from_iron_answer(
     assert sent["customer"] == customer
 
 
+@pytest.mark.fake_iron(sandbox_webhooks=False)
+def test_sandbox_decision_brings_the_customer_status_along_without_webhooks(
+    iron: FakeIron, customer: Customer, django_capture_on_commit_callbacks: Any, iron_signals: Any
+) -> None:
+    ident = mirror_identification(iron, customer)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.sandbox_approve(ident)
+    customer.refresh_from_db()
+    assert customer.status == iron.customers[customer.iron_id]["status"] == "Active"
+    [sent] = iron_signals.kwargs_of("customer_status_changed")
+    assert (sent["previous_status"], sent["status"], sent["source"]) == (
+        "IdentificationRequired",
+        "Active",
+        "sandbox",
+    )
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
