@@ -1,0 +1,309 @@
+"""Benchmark 1: webhook ingestion over real HTTP, against a bare one-INSERT view.
+
+Both run in the same gunicorn (gthread workers, keep-alive), the same Django settings and
+middleware, on the same PostgreSQL database:
+
+- ``/iron/webhook/``: the app's view. Each delivery is a signed ``identification_status``
+  event moving one existing Pending identification to Processed: verified, stored, applied
+  (row locked, state changed, signal sent), answered.
+- ``/baseline/``: a bare Django view that reads the body and does one INSERT.
+
+A threaded Python client on loopback (one keep-alive connection per thread) sends the same
+number of requests to each, in alternating rounds, bounded in count and time; deliveries
+are signed before each phase starts. Figures: deliveries/s, p50 and p99 latency, and the
+ratio of the medians (target: the app at least 0.8 of the baseline's throughput). Database
+queries per delivery are counted in-process (``CaptureQueriesContext``) on an empty
+database and again after the load, to show they do not grow.
+
+Run from the repository root: ``python -m benchmarks.webhook_ingestion``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.common import (
+    ROOT,
+    bulk_pending,
+    command_line,
+    header,
+    median,
+    percentile,
+    setup_django,
+    table,
+)
+
+Request = tuple[bytes, dict[str, str]]
+
+
+@dataclass
+class Phase:
+    target: str
+    round: int
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: int = 0
+    seconds: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+    def row(self) -> list[Any]:
+        return [
+            self.target,
+            self.round,
+            self.count,
+            f"{self.seconds:.2f}",
+            f"{self.rate:.0f}",
+            f"{percentile(self.latencies, 50) * 1000:.1f}",
+            f"{percentile(self.latencies, 99) * 1000:.1f}",
+            self.errors + sum(n for s, n in self.statuses.items() if s != 200),
+        ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gunicorn", "benchmarks.wsgi:application",
+            "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+            "--worker-class", "gthread", "--threads", str(threads),
+            "--keep-alive", "30", "--log-level", "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("gunicorn did not start")
+
+
+def load(port: int, path: str, requests: Sequence[Request], threads: int, seconds: float) -> Phase:
+    """Send ``requests`` from ``threads`` keep-alive connections; stop when done or late."""
+    phase = Phase(path, 0)
+    lock = threading.Lock()
+    position = iter(range(len(requests)))
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        latencies: list[float] = []
+        statuses: Counter[int] = Counter()
+        errors = 0
+        while time.monotonic() < deadline:
+            with lock:
+                index = next(position, None)
+            if index is None:
+                break
+            body, headers = requests[index]
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                answer = conn.getresponse()
+                answer.read()
+            except (OSError, http.client.HTTPException):
+                errors += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                continue
+            latencies.append(time.perf_counter() - started)
+            statuses[answer.status] += 1
+        conn.close()
+        with lock:
+            phase.latencies.extend(latencies)
+            phase.statuses.update(statuses)
+            phase.errors += errors
+
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    phase.seconds = time.perf_counter() - started
+    return phase
+
+
+def deliveries(identifications: Sequence[Any]) -> list[Request]:
+    """Signed ``identification_status`` deliveries (Pending -> Processed), one each."""
+    from django_iron_kyc.conf import iron_settings
+    from django_iron_kyc.testing import build_event, encode_event, sign_webhook
+
+    secret = iron_settings.WEBHOOK_SECRETS[0]
+    requests = []
+    for row in identifications:
+        body = encode_event(
+            build_event("identification_status", row.customer.iron_id, row.iron_id, "Processed")
+        )
+        requests.append((body, sign_webhook(body, secret)))
+    return requests
+
+
+def statement(sql: str) -> str:
+    """``SELECT iron_kyc_identification FOR UPDATE``: what a statement does, in short."""
+    words = sql.split()
+    verb = words[0]
+    table_name = next((w.strip('"') for w in words if w.strip('"').startswith("iron_kyc_")), "")
+    if sql.startswith("SELECT 1 AS"):
+        verb = "SELECT EXISTS"
+    lock = " FOR UPDATE" if "FOR UPDATE" in sql else ""
+    return f"{verb} {table_name.removeprefix('iron_kyc_')}{lock}".strip()
+
+
+def queries_per_delivery(identifications: Sequence[Any]) -> dict[str, list[int]]:
+    """Queries of one delivery, counted in-process through Django's test client."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    counts: dict[str, list[int]] = {"new event": [], "same webhook-id again": []}
+    sent = deliveries(identifications)
+    for body, headers in sent:
+        with CaptureQueriesContext(connection) as captured:
+            answer = client.post(
+                "/iron/webhook/", data=body, content_type="application/json", headers=headers
+            )
+        assert answer.status_code == 200, answer.content
+        counts["new event"].append(len(captured))
+        if len(counts["new event"]) == 1:
+            print("   statements of one delivery: " + ", ".join(
+                statement(q["sql"]) for q in captured.captured_queries
+            ))  # fmt: skip
+    for body, headers in sent:
+        with CaptureQueriesContext(connection) as captured:
+            client.post(
+                "/iron/webhook/", data=body, content_type="application/json", headers=headers
+            )
+        counts["same webhook-id again"].append(len(captured))
+    with CaptureQueriesContext(connection) as captured:
+        client.post("/baseline/", data=sent[0][0], content_type="application/json")
+    counts["baseline"] = [len(captured)]
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=2000, help="per phase")
+    parser.add_argument("--seconds", type=float, default=20.0, help="at most, per phase")
+    parser.add_argument("--warmup", type=int, default=200, help="requests, per phase")
+    parser.add_argument("--client-threads", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    args = parser.parse_args(argv)
+
+    setup_django()
+    from django.db import connection
+
+    from benchmarks.urls import BASELINE_TABLE
+    from django_iron_kyc.models import Identification, WebhookDelivery
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {BASELINE_TABLE} (id bigserial PRIMARY KEY, body text NOT NULL, "
+            "received_at timestamptz NOT NULL)"
+        )
+    header("Webhook ingestion over HTTP: the app's webhook view vs a bare one-INSERT view")
+    per_phase = args.requests + args.warmup
+    pending = bulk_pending(per_phase * args.rounds + 40)
+    pending = list(
+        Identification.objects.filter(pk__in=[p.pk for p in pending])
+        .select_related("customer")
+        .order_by("pk")
+    )
+    queries_before = queries_per_delivery(pending[:20])
+    pool = iter(pending[20:-20])
+
+    port = free_port()
+    server = start_gunicorn(port, args.workers, args.threads)
+    phases: list[Phase] = []
+    try:
+        for round_ in range(1, args.rounds + 1):
+            batch = [next(pool) for _ in range(per_phase)]
+            for target in ("/baseline/", "/iron/webhook/"):
+                requests = deliveries(batch)  # signed now: well within the 5-minute window
+                load(port, target, requests[: args.warmup], args.client_threads, args.seconds)
+                phase = load(
+                    port, target, requests[args.warmup :], args.client_threads, args.seconds
+                )
+                phase.target = "baseline (one INSERT)" if target == "/baseline/" else "app webhook"
+                phase.round = round_
+                phases.append(phase)
+                print(
+                    f"   round {round_} {phase.target}: {phase.count} in {phase.seconds:.1f}s",
+                    flush=True,
+                )
+    finally:
+        server.terminate()
+        server.wait(30)
+    queries_after = queries_per_delivery(pending[-20:])
+
+    processed = WebhookDelivery.objects.filter(outcome="processed").count()
+    moved = Identification.objects.filter(status="Processed").count()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {BASELINE_TABLE}")
+        stored_baseline = cursor.fetchone()[0]
+
+    print()
+    print(
+        table(
+            [p.row() for p in phases],
+            ["target", "round", "requests", "s", "req/s", "p50 ms", "p99 ms", "non-200"],
+        )
+    )
+    base = median([p.rate for p in phases if p.target.startswith("baseline")])
+    app = median([p.rate for p in phases if p.target == "app webhook"])
+    ratio = app / base if base else 0.0
+    app_lat = [x for p in phases if p.target == "app webhook" for x in p.latencies]
+    base_lat = [x for p in phases if p.target.startswith("baseline") for x in p.latencies]
+    print()
+    print(f"median throughput: app {app:.0f}/s, baseline {base:.0f}/s, ratio {ratio:.2f} "
+          f"(target >= 0.80: {'met' if ratio >= 0.8 else 'NOT met'})")  # fmt: skip
+    print(
+        f"latency over all rounds: app p50 {percentile(app_lat, 50) * 1000:.1f} ms, "
+        f"p99 {percentile(app_lat, 99) * 1000:.1f} ms; baseline p50 "
+        f"{percentile(base_lat, 50) * 1000:.1f} ms, p99 {percentile(base_lat, 99) * 1000:.1f} ms"
+    )
+    print(
+        f"stored: {processed} deliveries processed and {moved} identifications moved "
+        f"(+40 counted in-process); {stored_baseline} baseline rows"
+    )
+    for label, counts in (("empty tables", queries_before), ("after the load", queries_after)):
+        print(
+            f"queries per request ({label}): "
+            + "; ".join(f"{kind}: {sorted(set(n))}" for kind, n in counts.items())
+        )
+    print(f"\nreproduce: {command_line()}")
+
+
+if __name__ == "__main__":
+    main()
