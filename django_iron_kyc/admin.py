@@ -107,6 +107,11 @@ class Tally:
         return "; ".join(parts), level
 
 
+def fieldset_fields(fieldsets: Any, *, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every field named in ``fieldsets``, in order, less ``exclude``: the read-only ones."""
+    return tuple(f for _, options in fieldsets for f in options["fields"] if f not in exclude)
+
+
 def safe_link(url: str) -> SafeString | str:
     """An ``http(s)`` URL as a link opening in a new tab; anything else as plain text."""
     if not url:
@@ -258,21 +263,7 @@ class CustomerAdmin(IronModelAdmin):
         ),
         (_("Local"), {"fields": ("created_at", "updated_at")}),
     )
-    readonly_fields = (
-        "current_identification_display",
-        "iron_id",
-        "status",
-        "customer_type",
-        "email",
-        "name",
-        "external_id",
-        "iron_created_at",
-        "iron_updated_at",
-        "idempotency_key",
-        "last_error",
-        "created_at",
-        "updated_at",
-    )
+    readonly_fields = fieldset_fields(fieldsets, exclude=("user",))
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         user_model = get_user_model()
@@ -540,27 +531,7 @@ class IdentificationAdmin(IronModelAdmin):
         ),
         (_("Local"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
-    readonly_fields = (
-        "customer",
-        "status",
-        "hosted_url",
-        "with_edd",
-        "review_comment",
-        "iron_id",
-        "iron_created_at",
-        "iron_updated_at",
-        "idempotency_key",
-        "superseded_at",
-        "failed_at",
-        "last_error",
-        "create_attempts",
-        "next_poll_at",
-        "last_polled_at",
-        "poll_count",
-        "stale_at",
-        "created_at",
-        "updated_at",
-    )
+    readonly_fields = fieldset_fields(fieldsets)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Identifications start through services.start_identification (the customer actions).
@@ -819,23 +790,7 @@ class WebhookDeliveryAdmin(ModelAdminBase):
         ),
         (_("Traceback"), {"classes": ("collapse",), "fields": ("pretty_traceback",)}),
     )
-    readonly_fields = (
-        "webhook_id",
-        "event_type",
-        "outcome",
-        "error",
-        "attempts",
-        "received_at",
-        "processed_at",
-        "signed_at",
-        "event_timestamp",
-        "customer_iron_id",
-        "object_iron_id",
-        "object_status",
-        "event_key",
-        "pretty_body",
-        "pretty_traceback",
-    )
+    readonly_fields = fieldset_fields(fieldsets)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
