@@ -97,6 +97,15 @@ def _uuid(value: Any, what: str) -> uuid.UUID:
         raise ValueError(f"{what} is not a UUID: {value!r}") from None
 
 
+def _required_status(data: Any, what: str) -> str:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be a JSON object")
+    status = data.get("status")
+    if not isinstance(status, str) or not status:
+        raise ValueError(f"{what} has no status: {status!r}")
+    return status
+
+
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
     value = data.get(key)
     return None if value is None else str(value)
@@ -123,11 +132,7 @@ class RemoteIdentification:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> RemoteIdentification:
         """Build from Iron's ``Identification`` JSON. Raises ``ValueError`` on a bad shape."""
-        if not isinstance(data, Mapping):
-            raise ValueError("an identification must be a JSON object")
-        status = data.get("status")
-        if not isinstance(status, str) or not status:
-            raise ValueError(f"identification has no status: {status!r}")
+        status = _required_status(data, "identification")
         customer = data.get("customer_id")
         with_edd = data.get("with_edd")
         return cls(
@@ -158,11 +163,7 @@ class RemoteCustomer:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> RemoteCustomer:
         """Build from Iron's ``Customer`` JSON. Raises ``ValueError`` on a bad shape."""
-        if not isinstance(data, Mapping):
-            raise ValueError("a customer must be a JSON object")
-        status = data.get("status")
-        if not isinstance(status, str) or not status:
-            raise ValueError(f"customer has no status: {status!r}")
+        status = _required_status(data, "customer")
         return cls(
             iron_id=_uuid(data.get("id"), "customer id"),
             status=status,
