@@ -58,14 +58,15 @@ def mirror_at_iron(fake: Any, pending: Sequence[Any]) -> None:
             )
 
 
-def make_due() -> None:
+def make_due(limit: int | None = None) -> None:
     from django.utils import timezone
 
     from django_iron_kyc.models import Identification
 
-    Identification.objects.pending().update(
-        next_poll_at=timezone.now() - timedelta(seconds=1), poll_count=0
-    )
+    pending = Identification.objects.pending()
+    if limit is not None:
+        pending = Identification.objects.filter(pk__in=list(pending.values("pk")[:limit]))
+    pending.update(next_poll_at=timezone.now() - timedelta(seconds=1), poll_count=0)
 
 
 class CallCounter:
@@ -102,13 +103,13 @@ class QueryCounter:
         return execute(sql, params, many, context)
 
 
-def sweep(calls: CallCounter, *, memory: bool) -> dict[str, Any]:
+def sweep(calls: CallCounter, *, memory: bool, limit: int | None = None) -> dict[str, Any]:
     """One sweep: time, Iron calls, queries (or peak memory)."""
     from django.db import connection
 
     from django_iron_kyc import services
 
-    make_due()
+    make_due(limit)
     calls.reset()
     if memory:
         tracemalloc.start()
@@ -170,7 +171,7 @@ def run(size: int, batch: int) -> list[list[Any]]:
             floor = baseline(fake, customer_ids)
             batches = math.ceil(size / batch)
 
-            sweep(calls, memory=False)  # warm up: connections, caches
+            sweep(calls, memory=False, limit=20)  # warm up: connections, caches
             quiet = sweep(calls, memory=False)
             quiet_memory = sweep(calls, memory=True)
             decided = pending[::10]

@@ -17,6 +17,8 @@ Iron's clock drifting on its own.
 
 After every step:
 
+- nothing older is applied: Iron's timestamp of each stored identification and customer
+  never goes back (Iron delivers late, twice, out of order; polls race webhooks);
 - at most one identification in flight per customer locally, and Iron never gets a second
   one in flight from the app unless it was forced (or the app could not know: the one at
   Iron was made elsewhere, or moved back to Pending unseen);
@@ -80,7 +82,7 @@ from tests.reliability.stats import MACHINE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EXAMPLES = int(os.environ.get("IRON_KYC_RELIABILITY_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("IRON_KYC_RELIABILITY_EXAMPLES", "50"))
 STEPS = int(os.environ.get("IRON_KYC_RELIABILITY_STEPS", "40"))
 
 TERMINAL = Identification.TERMINAL_STATUSES
@@ -169,6 +171,7 @@ class LocalRow:
     status: str
     superseded: bool
     failed: bool
+    iron_updated_at: datetime | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -228,6 +231,7 @@ class IronMachine(RuleBasedStateMachine):
         self.signals_seen = 0
         self.chain: dict[int, str] = {}
         self.customer_chain: dict[int, str] = {}
+        self.customer_updated: dict[int, datetime | None] = {}
         self.snapshot: dict[str, LocalRow] = {}
         self.task_failures: list[tuple[str, BaseException]] = []
         self._receivers: list[tuple[Any, str]] = []
@@ -246,7 +250,9 @@ class IronMachine(RuleBasedStateMachine):
     ) -> None:
         # The clock stands still unless a rule moves it: replays behave the same. The fake's
         # clock runs on it too (plus its own drift).
-        self.traveller = time_machine.travel(datetime.now(dt_timezone.utc), tick=False)
+        self.traveller = time_machine.travel(
+            datetime.now(dt_timezone.utc).replace(microsecond=0), tick=False
+        )
         self.clock = self.traveller.start()
         self.fake = WatchedFake(
             conflict_on_pending=conflict_on_pending,
@@ -404,7 +410,8 @@ class IronMachine(RuleBasedStateMachine):
                 else:
                     self.held.append(delivery)
             self.retries = []
-            pending = list(self.held) + list(self.fake.outbox)
+            # What Iron held back arrives last, after newer deliveries.
+            pending = list(self.fake.outbox) + list(self.held)
             self.held = []
             if not pending:
                 return
@@ -684,9 +691,11 @@ class IronMachine(RuleBasedStateMachine):
                 "superseded_at",
                 "failed_at",
                 "idempotency_key",
+                "iron_updated_at",
             )
         }
         self.check_one_in_flight_locally(rows)
+        self.check_nothing_older_applied(rows)
         self.check_no_second_identification_in_flight_at_iron(rows)
         self.check_nothing_iron_created_is_lost(rows)
         self.check_signals(rows)
@@ -704,6 +713,26 @@ class IronMachine(RuleBasedStateMachine):
             ):
                 in_flight.setdefault(row["customer_id"], []).append(row["pk"])
         assert all(len(pks) == 1 for pks in in_flight.values()), in_flight
+
+    def check_nothing_older_applied(self, rows: dict[int, dict[str, Any]]) -> None:
+        """Iron's timestamp of what we store never goes back (late updates are dropped)."""
+        for row in rows.values():
+            if row["iron_id"] is None:
+                continue
+            before = self.snapshot.get(str(row["iron_id"]))
+            if before is None or before.iron_updated_at is None:
+                continue
+            assert row["iron_updated_at"] is not None, row
+            assert row["iron_updated_at"] >= before.iron_updated_at, (
+                f"#{row['pk']} went back from Iron's state of {before.iron_updated_at} "
+                f"({before.status}) to {row['iron_updated_at']} ({row['status']})"
+            )
+        for customer in Customer.objects.values("pk", "iron_updated_at", "status"):
+            before_at = self.customer_updated.get(customer["pk"])
+            if before_at is not None:
+                assert customer["iron_updated_at"] is not None, customer
+                assert customer["iron_updated_at"] >= before_at, (customer, before_at)
+            self.customer_updated[customer["pk"]] = customer["iron_updated_at"]
 
     def check_no_second_identification_in_flight_at_iron(
         self, rows: dict[int, dict[str, Any]]
@@ -814,7 +843,13 @@ class IronMachine(RuleBasedStateMachine):
             rows = {
                 r["pk"]: r
                 for r in Identification.objects.values(
-                    "pk", "customer_id", "iron_id", "status", "superseded_at", "failed_at"
+                    "pk",
+                    "customer_id",
+                    "iron_id",
+                    "status",
+                    "superseded_at",
+                    "failed_at",
+                    "iron_updated_at",
                 )
             }
         self.snapshot = {
@@ -824,12 +859,15 @@ class IronMachine(RuleBasedStateMachine):
                 r["status"],
                 r["superseded_at"] is not None,
                 r["failed_at"] is not None,
+                r["iron_updated_at"],
             )
             for r in rows.values()
             if r["iron_id"] is not None
         }
 
 
+# A failure is shrunk before it is reported; Hypothesis shrinks for up to five minutes.
+@pytest.mark.timeout(900)
 def test_app_and_fake_iron_under_random_faults_keep_every_invariant() -> None:
     run_state_machine_as_test(
         IronMachine,
