@@ -178,6 +178,13 @@ class LocalRow:
         return not (self.superseded or self.failed or self.status in TERMINAL)
 
 
+def local_rows() -> dict[int, dict[str, Any]]:
+    """What the invariants read of every local identification, by pk."""
+    fields = ("pk", "customer_id", "iron_id", "status", "superseded_at", "failed_at")
+    values = Identification.objects.values(*fields, "idempotency_key", "iron_updated_at")
+    return {row["pk"]: row for row in values}
+
+
 def guarded(method: F) -> F:
     """Marks the machine broken when a step fails, so teardown does not settle on top."""
 
@@ -681,19 +688,7 @@ class IronMachine(RuleBasedStateMachine):
     def invariants_hold(self) -> None:
         if not self.ready:
             return
-        rows = {
-            r["pk"]: r
-            for r in Identification.objects.values(
-                "pk",
-                "customer_id",
-                "iron_id",
-                "status",
-                "superseded_at",
-                "failed_at",
-                "idempotency_key",
-                "iron_updated_at",
-            )
-        }
+        rows = local_rows()
         self.check_one_in_flight_locally(rows)
         self.check_nothing_older_applied(rows)
         self.check_no_second_identification_in_flight_at_iron(rows)
@@ -840,18 +835,7 @@ class IronMachine(RuleBasedStateMachine):
 
     def _take_snapshot(self, rows: dict[int, dict[str, Any]] | None = None) -> None:
         if rows is None:
-            rows = {
-                r["pk"]: r
-                for r in Identification.objects.values(
-                    "pk",
-                    "customer_id",
-                    "iron_id",
-                    "status",
-                    "superseded_at",
-                    "failed_at",
-                    "iron_updated_at",
-                )
-            }
+            rows = local_rows()
         self.snapshot = {
             str(r["iron_id"]): LocalRow(
                 r["pk"],
