@@ -2,8 +2,9 @@
 
 The worker is a separate process (``celery -A tests.reliability.worker_app worker``, solo
 pool) sharing the test database, so these tests need PostgreSQL (or a SQLite file set with
-``SQLITE_TEST_PATH``) and Redis at 127.0.0.1:6379 (database 7). The work is held at a
-known point: the fake Iron keeps the worker's request waiting on a gate. Then the whole
+``SQLITE_TEST_PATH``) and Redis (``redis://127.0.0.1:6379/7``, or
+``IRON_KYC_RELIABILITY_BROKER_URL``). The work is held at a known point: the fake Iron
+keeps the worker's request waiting on a gate. Then the whole
 worker is killed with SIGKILL (no warm shutdown, no acknowledgement) and a new worker is
 started: Redis hands the unacknowledged task back after its visibility timeout (two
 seconds here), the task runs again, and the end must be exactly one identification at Iron
@@ -37,7 +38,9 @@ from tests.celery import app as test_app
 from tests.reliability.gate import Gate
 from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
 
-BROKER_URL = "redis://127.0.0.1:6379/7"
+# Database 7 unless told otherwise; other runs may share it: only this test's queue and
+# messages are looked at or removed.
+BROKER_URL = os.environ.get("IRON_KYC_RELIABILITY_BROKER_URL", "redis://127.0.0.1:6379/7")
 WAIT = 60  # seconds; each step normally takes a few
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -147,8 +150,13 @@ class Workers:
     def remaining_signals(self) -> list[dict[str, Any]]:
         return [json.loads(s) for s in self.redis.lrange(self.signal_key, 0, -1)]
 
+    def unacknowledged(self) -> list[Any]:
+        """Messages of this queue delivered to a worker and not acknowledged yet."""
+        entries = [json.loads(v) for v in self.redis.hvals("unacked")]
+        return [e for e in entries if e[2] == self.queue]
+
     def queue_is_empty(self) -> bool:
-        return self.redis.llen(self.queue) == 0 and self.redis.hlen("unacked") == 0
+        return self.redis.llen(self.queue) == 0 and not self.unacknowledged()
 
     def log_tail(self) -> str:
         return "\n".join(
@@ -160,7 +168,7 @@ class Workers:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(WAIT)
-        self.redis.delete(self.queue, self.signal_key, "unacked", "unacked_index")
+        self.redis.delete(self.queue, self.signal_key)
         self.producer.close()
 
 
@@ -181,7 +189,6 @@ def workers(fake_iron: FakeIron, settings: Any, tmp_path: Path) -> Iterator[Work
     redis = _redis()
     database = _shared_database_name()
     settings.IRON_KYC_MAX_RETRIES = 0
-    redis.delete("unacked", "unacked_index")
     pool = Workers(fake_iron, redis, database, tmp_path)
     try:
         yield pool
@@ -205,6 +212,7 @@ def test_worker_killed_during_create_is_redelivered_and_makes_one_identification
 
     assert gate.reached.wait(WAIT), f"the worker never sent the POST: {workers.log_tail()}"
     workers.kill(first)
+    assert len(workers.unacknowledged()) == 1  # acks_late: the dead worker never acked it
     gate.set()  # Iron goes on with the request of a worker that no longer exists
     second = workers.start()
     sent = workers.next_signal()
@@ -245,6 +253,7 @@ def test_worker_killed_during_a_poll_is_redelivered_and_signals_once(
 
     assert gate.reached.wait(WAIT), f"the worker never polled: {workers.log_tail()}"
     workers.kill(first)
+    assert len(workers.unacknowledged()) == 1
     gate.set()  # Iron answers a worker that no longer exists
     second = workers.start()
     changed = workers.next_signal()
