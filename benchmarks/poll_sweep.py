@@ -65,7 +65,9 @@ def make_due(limit: int | None = None) -> None:
 
     pending = Identification.objects.pending()
     if limit is not None:
-        pending = Identification.objects.filter(pk__in=list(pending.values("pk")[:limit]))
+        pending = Identification.objects.filter(
+            pk__in=list(pending.values_list("pk", flat=True)[:limit])
+        )
     pending.update(next_poll_at=timezone.now() - timedelta(seconds=1), poll_count=0)
 
 

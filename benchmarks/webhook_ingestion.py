@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -168,14 +169,11 @@ def deliveries(identifications: Sequence[Any]) -> list[Request]:
 
 
 def statement(sql: str) -> str:
-    """``SELECT iron_kyc_identification FOR UPDATE``: what a statement does, in short."""
-    words = sql.split()
-    verb = words[0]
-    table_name = next((w.strip('"') for w in words if w.strip('"').startswith("iron_kyc_")), "")
-    if sql.startswith("SELECT 1 AS"):
-        verb = "SELECT EXISTS"
+    """``SELECT identification FOR UPDATE``: what a statement does, in short."""
+    verb = "SELECT EXISTS" if sql.startswith("SELECT 1 AS") else sql.split()[0]
+    found = re.search(r"iron_kyc_(\w+)", sql)
     lock = " FOR UPDATE" if "FOR UPDATE" in sql else ""
-    return f"{verb} {table_name.removeprefix('iron_kyc_')}{lock}".strip()
+    return f"{verb} {found.group(1) if found else ''}{lock}".replace("  ", " ").strip()
 
 
 def queries_per_delivery(identifications: Sequence[Any]) -> dict[str, list[int]]:
