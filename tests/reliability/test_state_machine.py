@@ -272,9 +272,9 @@ class IronMachine(RuleBasedStateMachine):
             IRON_KYC_SANDBOX_ACTIONS=True,
         )
         self.overrides.enable()
-        # Eager tasks retry at once, as a worker would later (a propagated Retry would
-        # reach the caller of start_identification, which never happens with a broker).
-        # Task failures are recorded through Celery's task_failure signal instead.
+        # A task failure is recorded through Celery's task_failure signal and fails the
+        # step, also where the task ran from a robust on-commit hook (a webhook's refresh)
+        # that would only log a propagated exception.
         self.propagates = celery_app.conf.task_eager_propagates
         celery_app.conf.task_eager_propagates = False
         self._connect_signals()
