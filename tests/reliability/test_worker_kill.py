@@ -40,7 +40,13 @@ from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror
 
 # Database 7 unless told otherwise; other runs may share it: only this test's queue and
 # messages are looked at or removed.
-BROKER_URL = os.environ.get("IRON_KYC_RELIABILITY_BROKER_URL", "redis://127.0.0.1:6379/7")
+# Celery reads the CELERY_BROKER_URL environment variable before any setting (the producer
+# here and the worker's settings alike), so when it is set (CI) it is the broker to watch.
+_CELERY_BROKER = os.environ.get("CELERY_BROKER_URL", "")
+BROKER_URL = os.environ.get(
+    "IRON_KYC_RELIABILITY_BROKER_URL",
+    _CELERY_BROKER if _CELERY_BROKER.startswith("redis://") else "redis://127.0.0.1:6379/7",
+)
 WAIT = 60  # seconds; each step normally takes a few
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,6 +89,7 @@ class Workers:
             "DJANGO_SETTINGS_MODULE": "tests.reliability.worker_settings",
             "IRON_RELIABILITY_DB_NAME": database,
             "IRON_RELIABILITY_BROKER_URL": BROKER_URL,
+            "CELERY_BROKER_URL": BROKER_URL,
             "IRON_RELIABILITY_QUEUE": self.queue,
             "IRON_RELIABILITY_SIGNAL_KEY": self.signal_key,
             "IRON_KYC_BASE_URL": fake.base_url,
