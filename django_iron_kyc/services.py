@@ -28,7 +28,16 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Q,
+    Value,
+    When,
+)
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -42,7 +51,7 @@ from .exceptions import (
     IronTransientError,
     SandboxNotAllowedError,
 )
-from .models import Customer, Identification
+from .models import Customer, Identification, IdentificationQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +207,7 @@ def apply_identification_state(
     remote: RemoteIdentification,
     *,
     source: Source | str,
+    locked: bool = False,
 ) -> ApplyResult:
     """Apply Iron's state of one identification to our row. The only way status changes.
 
@@ -210,73 +220,109 @@ def apply_identification_state(
     Approved/Declined/Expired of an identification that is not superseded, the matching
     terminal signal. Signals go out after the transaction commits, so a rollback sends
     nothing.
+
+    ``locked=True``: ``identification`` is a row the caller already locked in its open
+    transaction, with its customer (:func:`locked_identifications`); it is used as is, without
+    a second lock or a savepoint, and an error rolls back the caller's transaction.
     """
     source = Source(source)
+    if locked:
+        if not isinstance(identification, Identification):
+            raise TypeError("locked=True needs the locked Identification row, not a pk")
+        if not transaction.get_connection().in_atomic_block:
+            raise transaction.TransactionManagementError(
+                "locked=True needs the caller's transaction that holds the row lock"
+            )
+        return _apply_to_locked_identification(identification, remote, source)
     pk = identification.pk if isinstance(identification, Identification) else identification
     with transaction.atomic():
-        # The customer comes with the row: the terminal signal after commit needs it, and a
-        # query then could fail (database gone) and lose the signal.
-        row = (
-            Identification.objects.select_for_update(of=("self",))
-            .select_related("customer")
-            .get(pk=pk)
-        )
-        previous = row.status
-        if _is_stale(row, remote, source):
-            return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
+        row = locked_identifications().get(pk=pk)
+        return _apply_to_locked_identification(row, remote, source)
 
-        status = normalize_identification_status(remote.status)
-        if (
-            status != previous
-            and row.is_terminal
-            and not _is_newer(remote.updated_at, row.iron_updated_at)
-        ):
-            # Leaving a terminal status (a step-up) needs an update strictly newer than the
-            # decision we stored; an undated or same-time one may be a late copy.
-            logger.info(
-                "Ignoring %s update of identification %s to %s: it is not newer than the "
-                "stored terminal status %s.",
-                source,
-                remote.iron_id,
-                status,
-                previous,
-            )
-            return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
-        known = status in KNOWN_IDENTIFICATION_STATUSES
-        if not known:
-            logger.warning(
-                "Iron sent an unknown identification status %r for %s; stored as is, "
-                "no signal sent.",
-                status,
-                remote.iron_id,
-            )
-        row.iron_id = remote.iron_id
-        if remote.updated_at is not None:
-            row.iron_updated_at = remote.updated_at
-        if remote.created_at is not None and row.iron_created_at is None:
-            row.iron_created_at = remote.created_at
-        if remote.url is not None:
-            row.url = remote.url
-        if remote.review_comment is not None:
-            row.review_comment = remote.review_comment
-        if remote.with_edd is not None:
-            row.with_edd = remote.with_edd
-        changed = status != previous
-        row.status = status
-        if changed and row.superseded_at is None and row.failed_at is None:
-            _supersede_if_replaced(row)
-        if row.is_terminal or row.superseded_at is not None:
-            row.next_poll_at = None
-        elif changed or row.next_poll_at is None:
-            # Progress (or a first status): look again soon, backing off from there.
-            row.next_poll_at = timezone.now() + iron_settings.POLL_FIRST_DELAY
-            row.poll_count = 0
-        row.save()
-        if changed and known:
-            transaction.on_commit(
-                lambda: _send_identification_signals(row, previous, status, source)
-            )
-        return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
+
+def locked_identifications() -> IdentificationQuerySet:
+    """Identifications locked for update (``of=self``) with their customer, for one transaction.
+
+    How :func:`apply_identification_state` locks its row, and how a caller that passes
+    ``locked=True`` must have locked it. The customer comes with the row: the terminal
+    signal after commit needs it, and a query then could fail (database gone) and lose the
+    signal.
+    """
+    return Identification.objects.select_for_update(of=("self",)).select_related("customer")
+
+
+# What applying Iron's state may change on the row (saved with update_fields).
+_APPLIED_IDENTIFICATION_FIELDS = (
+    "iron_id",
+    "iron_updated_at",
+    "iron_created_at",
+    "url",
+    "review_comment",
+    "with_edd",
+    "status",
+    "superseded_at",
+    "next_poll_at",
+    "poll_count",
+    "updated_at",
+)
+
+
+def _apply_to_locked_identification(
+    row: Identification, remote: RemoteIdentification, source: Source
+) -> ApplyResult:
+    previous = row.status
+    if _is_stale(row, remote, source):
+        return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
+
+    status = normalize_identification_status(remote.status)
+    if (
+        status != previous
+        and row.is_terminal
+        and not _is_newer(remote.updated_at, row.iron_updated_at)
+    ):
+        # Leaving a terminal status (a step-up) needs an update strictly newer than the
+        # decision we stored; an undated or same-time one may be a late copy.
+        logger.info(
+            "Ignoring %s update of identification %s to %s: it is not newer than the "
+            "stored terminal status %s.",
+            source,
+            remote.iron_id,
+            status,
+            previous,
+        )
+        return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
+    known = status in KNOWN_IDENTIFICATION_STATUSES
+    if not known:
+        logger.warning(
+            "Iron sent an unknown identification status %r for %s; stored as is, no signal sent.",
+            status,
+            remote.iron_id,
+        )
+    row.iron_id = remote.iron_id
+    if remote.updated_at is not None:
+        row.iron_updated_at = remote.updated_at
+    if remote.created_at is not None and row.iron_created_at is None:
+        row.iron_created_at = remote.created_at
+    if remote.url is not None:
+        row.url = remote.url
+    if remote.review_comment is not None:
+        row.review_comment = remote.review_comment
+    if remote.with_edd is not None:
+        row.with_edd = remote.with_edd
+    changed = status != previous
+    row.status = status
+    if changed and row.superseded_at is None and row.failed_at is None:
+        _supersede_if_replaced(row)
+    if row.is_terminal or row.superseded_at is not None:
+        row.next_poll_at = None
+    elif changed or row.next_poll_at is None:
+        # Progress (or a first status): look again soon, backing off from there.
+        row.next_poll_at = timezone.now() + iron_settings.POLL_FIRST_DELAY
+        row.poll_count = 0
+    row.save(update_fields=_APPLIED_IDENTIFICATION_FIELDS)
+    if changed and known:
+        transaction.on_commit(lambda: _send_identification_signals(row, previous, status, source))
+    return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
 
 
 def _supersede_if_replaced(row: Identification) -> None:
@@ -294,9 +340,17 @@ def _supersede_if_replaced(row: Identification) -> None:
         Q(iron_created_at__gt=since) | Q(iron_created_at__isnull=True, created_at__gt=since)
     )
     intent = Q(iron_id__isnull=True, superseded_at__isnull=True, failed_at__isnull=True)
-    replaced = others.filter(newer | intent).exists()
+    # One query: the others that replace this row (flagged) or are in flight.
+    replacing = newer | intent
+    found = list(
+        (others.filter(replacing) | others.in_flight())
+        .annotate(replaces=ExpressionWrapper(replacing, output_field=BooleanField()))
+        .values_list("pk", "replaces")
+    )
+    replaced = any(replaces for _, replaces in found)
     if not replaced and not row.is_terminal:
-        older = list(others.in_flight().values_list("pk", flat=True))
+        # Nothing replaces this row, so everything found is an older one in flight.
+        older = [pk for pk, _ in found]
         if older:
             others.filter(pk__in=older).update(superseded_at=timezone.now(), next_poll_at=None)
             logger.info(

@@ -54,13 +54,14 @@ from rest_framework.views import APIView
 
 from . import signing
 from .conf import iron_settings
-from .models import Customer, Identification, WebhookDelivery
+from .models import Customer, WebhookDelivery
 from .services import (
     RemoteCustomer,
     RemoteIdentification,
     Source,
     apply_customer_state,
     apply_identification_state,
+    locked_identifications,
     parse_iron_datetime,
 )
 
@@ -260,9 +261,8 @@ def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
     if event.type not in HANDLED_TYPES or object_id is None:
         return Outcome.IGNORED
     if event.type == IDENTIFICATION_STATUS:
-        identification = (
-            Identification.objects.select_for_update().filter(iron_id=object_id).first()
-        )
+        # Locked once, with its customer, as apply_identification_state needs it (locked=True).
+        identification = locked_identifications().filter(iron_id=object_id).first()
         if identification is None:
             customer = (
                 Customer.objects.filter(iron_id=event.customer_iron_id).first()
@@ -289,6 +289,7 @@ def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
                 customer_iron_id=event.customer_iron_id,
             ),
             source=Source.WEBHOOK,
+            locked=True,
         )
     else:
         customer = Customer.objects.select_for_update().filter(iron_id=object_id).first()
@@ -306,6 +307,22 @@ def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
             source=Source.WEBHOOK,
         )
     return Outcome.PROCESSED if result.applied else Outcome.STALE
+
+
+# What processing writes on the delivery row (the body and headers never change).
+_PROCESSED_FIELDS = (
+    "attempts",
+    "error",
+    "traceback",
+    "outcome",
+    "processed_at",
+    "event_type",
+    "event_timestamp",
+    "customer_iron_id",
+    "object_iron_id",
+    "object_status",
+    "event_key",
+)
 
 
 def process_delivery(delivery: WebhookDelivery | int, *, force: bool = False) -> str:
@@ -335,7 +352,7 @@ def process_delivery(delivery: WebhookDelivery | int, *, force: bool = False) ->
                 _describe(row, event)
                 row.outcome = _act(row, event)
             row.processed_at = timezone.now()
-            row.save()
+            row.save(update_fields=_PROCESSED_FIELDS)
     except Exception as exc:
         _record_failure(pk, exc)
         return Outcome.FAILED
@@ -417,7 +434,10 @@ def receive_delivery(
 
 def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
     outcome = process_delivery(row)
-    row.refresh_from_db()
+    if outcome not in (Outcome.INVALID, Outcome.DUPLICATE):
+        # The outcome is all the view answers with: no need to read the row again.
+        return row, outcome
+    row.refresh_from_db()  # the error to answer with, or another connection's outcome
     if outcome == Outcome.DUPLICATE and row.outcome == Outcome.INVALID:
         # Another connection got there first and found the body invalid: same answer.
         outcome = Outcome.INVALID
