@@ -28,16 +28,7 @@ from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import (
-    BooleanField,
-    Case,
-    DateTimeField,
-    ExpressionWrapper,
-    F,
-    Q,
-    Value,
-    When,
-)
+from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -340,17 +331,9 @@ def _supersede_if_replaced(row: Identification) -> None:
         Q(iron_created_at__gt=since) | Q(iron_created_at__isnull=True, created_at__gt=since)
     )
     intent = Q(iron_id__isnull=True, superseded_at__isnull=True, failed_at__isnull=True)
-    # One query: the others that replace this row (flagged) or are in flight.
-    replacing = newer | intent
-    found = list(
-        (others.filter(replacing) | others.in_flight())
-        .annotate(replaces=ExpressionWrapper(replacing, output_field=BooleanField()))
-        .values_list("pk", "replaces")
-    )
-    replaced = any(replaces for _, replaces in found)
+    replaced = others.filter(newer | intent).exists()
     if not replaced and not row.is_terminal:
-        # Nothing replaces this row, so everything found is an older one in flight.
-        older = [pk for pk, _ in found]
+        older = list(others.in_flight().values_list("pk", flat=True))
         if older:
             others.filter(pk__in=older).update(superseded_at=timezone.now(), next_poll_at=None)
             logger.info(
