@@ -12,6 +12,7 @@ Stops on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -91,4 +92,8 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
 
 
 if __name__ == "__main__":
+    # Ctrl-C and kill stop it even when started where SIGINT is ignored (a background job of
+    # a non-interactive shell inherits that, as CI runners do).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sys.exit(main())
