@@ -10,6 +10,23 @@ from celery import _state as celery_state
 
 from tests.celery import app as test_app
 
+POSTGRES_ONLY = pytest.mark.skip(
+    reason="needs PostgreSQL: row locks and concurrent connections "
+    "(DATABASE_URL=postgres://... TEST_DB_NAME=...)"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``postgres`` unless the suite runs on PostgreSQL."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    for item in items:
+        if item.get_closest_marker("postgres"):
+            item.add_marker(POSTGRES_ONLY)
+
+
 # What makes this suite's tasks run in the calling thread instead of going to a broker.
 EAGER_SETTINGS = ("task_always_eager", "task_eager_propagates")
 

@@ -22,11 +22,6 @@ from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="needs PostgreSQL: row locks and concurrent connections "
-        "(DATABASE_URL=postgres://... TEST_DB_NAME=...)",
-    ),
     pytest.mark.django_db(transaction=True),
 ]
 

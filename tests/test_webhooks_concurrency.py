@@ -28,9 +28,6 @@ from tests.test_webhooks import (  # noqa: F401 (no_secrets_in_logs is an autous
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="needs row locks and concurrent connections"
-    ),
     pytest.mark.django_db(transaction=True),
 ]
 

@@ -32,11 +32,6 @@ from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identifica
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql",
-        reason="races need row locks and concurrent connections: run on PostgreSQL "
-        "(DATABASE_URL=postgres://...)",
-    ),
     pytest.mark.django_db(transaction=True),
 ]
 
