@@ -16,7 +16,13 @@ from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
-from .conf import KNOWN_HOSTS, PRODUCTION_HOST, SANDBOX_HOST, is_loopback_host
+from .conf import (
+    KNOWN_HOSTS,
+    PRODUCTION_HOST,
+    SANDBOX_HOST,
+    WEBHOOK_PROCESSING_MODES,
+    is_loopback_host,
+)
 
 _MISSING = object()
 
@@ -41,6 +47,7 @@ def check_settings(
     errors += _check_numbers()
     errors += _check_other_numbers()
     errors += _check_sandbox_actions_type()
+    errors += _check_webhook_processing()
     return errors
 
 
@@ -217,6 +224,8 @@ NUMBER_SETTINGS: dict[str, tuple[bool, float]] = {
     "TASK_RETRY_BACKOFF_MAX": (False, 0),
     "CREATE_MAX_ATTEMPTS": (True, 1),
     "CREATE_RECOVERY_DELAY": (False, 1),
+    "WEBHOOK_RETRY_DELAY": (False, 1),
+    "WEBHOOK_MAX_ATTEMPTS": (True, 1),
 }
 
 # Iron forgets idempotency keys after 24 hours: one sent later could create a duplicate.
@@ -262,5 +271,19 @@ def _check_sandbox_actions_type() -> list[CheckMessage]:
             hint="None (the default) turns sandbox actions on only for Iron's sandbox host "
             "and loopback addresses.",
             id="iron_kyc.E012",
+        )
+    ]
+
+
+def _check_webhook_processing() -> list[CheckMessage]:
+    value = _setting("WEBHOOK_PROCESSING")
+    if value is _MISSING or value in WEBHOOK_PROCESSING_MODES:
+        return []
+    return [
+        Error(
+            f"IRON_KYC_WEBHOOK_PROCESSING must be 'inline' or 'deferred'; got {value!r}.",
+            hint="'inline' (the default) acts on a delivery before answering Iron; 'deferred' "
+            "answers once it is stored and acts on it in a Celery task.",
+            id="iron_kyc.E016",
         )
     ]

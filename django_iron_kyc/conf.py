@@ -25,6 +25,11 @@ KNOWN_HOSTS = frozenset({SANDBOX_HOST, PRODUCTION_HOST})
 
 DEFAULT_BASE_URL = f"https://{SANDBOX_HOST}"
 
+# IRON_KYC_WEBHOOK_PROCESSING's values.
+WEBHOOK_INLINE = "inline"
+WEBHOOK_DEFERRED = "deferred"
+WEBHOOK_PROCESSING_MODES = (WEBHOOK_INLINE, WEBHOOK_DEFERRED)
+
 
 def is_loopback_host(host: str | None) -> bool:
     """True for ``localhost`` and any loopback IP address (127.0.0.0/8, ::1)."""
@@ -177,6 +182,38 @@ class IronKycSettings:
     def WEBHOOK_MAX_BODY_SIZE(self) -> int:
         """``IRON_KYC_WEBHOOK_MAX_BODY_SIZE`` (int bytes, default 65536): larger bodies get 413."""
         return int(self._get("WEBHOOK_MAX_BODY_SIZE", 64 * 1024))
+
+    @property
+    def WEBHOOK_PROCESSING(self) -> str:
+        """``IRON_KYC_WEBHOOK_PROCESSING`` (``"inline"`` or ``"deferred"``, default
+        ``"inline"``): when a stored delivery is acted on.
+
+        ``"inline"``: in the request, before answering (a processing failure answers 500,
+        so Iron may send it again). ``"deferred"``: the request verifies, stores and answers;
+        a Celery task acts on the delivery moments later, and the webhook sweep retries what
+        failed. Deferred answers several times faster and keeps bursts off the database
+        locks; it needs a Celery worker and beat running.
+        """
+        return str(self._get("WEBHOOK_PROCESSING", WEBHOOK_INLINE))
+
+    @property
+    def WEBHOOK_DEFERRED(self) -> bool:
+        """True when ``IRON_KYC_WEBHOOK_PROCESSING`` is ``"deferred"``."""
+        return bool(self._get("WEBHOOK_PROCESSING", WEBHOOK_INLINE) == WEBHOOK_DEFERRED)
+
+    @property
+    def WEBHOOK_RETRY_DELAY(self) -> timedelta:
+        """``IRON_KYC_WEBHOOK_RETRY_DELAY`` (seconds, default 60): the webhook sweep processes a
+        delivery still not acted on this long after it arrived, and retries a failed one
+        after this delay, doubled for each attempt already made."""
+        return timedelta(seconds=float(self._get("WEBHOOK_RETRY_DELAY", 60)))
+
+    @property
+    def WEBHOOK_MAX_ATTEMPTS(self) -> int:
+        """``IRON_KYC_WEBHOOK_MAX_ATTEMPTS`` (int, default 5): the webhook sweep stops retrying
+        a failed delivery after this many processing attempts (it stays ``failed``, with its
+        traceback, for ``iron_kyc_reprocess_webhooks`` or the admin)."""
+        return int(self._get("WEBHOOK_MAX_ATTEMPTS", 5))
 
     # --- Polling ----------------------------------------------------------------------
 

@@ -42,8 +42,14 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         # one does its work.
         "options": {"expires": 55.0},
     },
+    "iron-kyc-retry-webhook-deliveries": {
+        "task": "django_iron_kyc.tasks.retry_webhook_deliveries",
+        "schedule": 60.0,
+        "options": {"expires": 55.0},
+    },
 }
-"""The beat schedule django-iron-kyc needs: the poll sweep every minute."""
+"""The beat schedule django-iron-kyc needs: the poll sweep and the webhook sweep, every
+minute each."""
 
 
 def retry_countdown(retries: int, retry_after: float | None = None) -> float:
@@ -172,3 +178,43 @@ def poll_pending_identifications(self: Any) -> dict[str, int]:
     from . import services
 
     return services.poll_due_identifications().as_dict()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    name="django_iron_kyc.tasks.process_received_webhooks",
+)
+def process_received_webhooks(self: Any) -> dict[str, Any]:
+    """Act on the stored webhook deliveries not processed yet (``IRON_KYC_WEBHOOK_PROCESSING
+    = "deferred"``). The webhook view enqueues it; see ``webhooks.process_received_deliveries``.
+
+    Runs at most 1,000 deliveries, then enqueues itself again if more are waiting. Never
+    retried: a delivery that fails is recorded ``failed`` and retried by the webhook sweep.
+    """
+    from . import webhooks
+
+    result = webhooks.process_received_deliveries()
+    if result.more and not self.request.is_eager:
+        process_received_webhooks.apply_async()
+    return result.as_dict()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    name="django_iron_kyc.tasks.retry_webhook_deliveries",
+)
+def retry_webhook_deliveries(self: Any) -> dict[str, Any]:
+    """The webhook sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
+
+    Processes deliveries whose processing was lost and retries failed ones with backoff;
+    see ``webhooks.retry_deliveries``. Never retried: the next sweep carries on.
+    """
+    from . import webhooks
+
+    return webhooks.retry_deliveries().as_dict()

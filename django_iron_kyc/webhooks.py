@@ -33,16 +33,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
+import threading
+import time
 import traceback as traceback_module
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connections, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
@@ -325,20 +330,42 @@ _PROCESSED_FIELDS = (
 )
 
 
-def process_delivery(delivery: WebhookDelivery | int, *, force: bool = False) -> str:
+@overload
+def process_delivery(
+    delivery: WebhookDelivery | int, *, force: bool = ..., skip_locked: Literal[False] = ...
+) -> str: ...
+@overload
+def process_delivery(
+    delivery: WebhookDelivery | int, *, force: bool = ..., skip_locked: bool
+) -> str | None: ...
+def process_delivery(
+    delivery: WebhookDelivery | int, *, force: bool = False, skip_locked: bool = False
+) -> str | None:
     """Act on one stored delivery and record the outcome on its row; return the outcome.
 
-    The view and ``iron_kyc_reprocess_webhooks`` both call this. A delivery that was
-    already acted on (any outcome but ``received`` or ``failed``) is left alone and
-    ``duplicate`` is returned, unless ``force`` is set. Processing runs in one
-    transaction, with the delivery row locked; an unexpected error rolls it back and is
-    recorded on the row (outcome ``failed``, error and traceback) in a transaction of its
-    own, and ``failed`` is returned. A body that is not Iron's shape gives ``invalid``.
+    The view, the deferred-processing task and ``iron_kyc_reprocess_webhooks`` all call
+    this. A delivery that was already acted on (any outcome but ``received`` or
+    ``failed``) is left alone and ``duplicate`` is returned, unless ``force`` is set.
+    Processing runs in one transaction, with the delivery row locked; an unexpected error
+    rolls it back and is recorded on the row (outcome ``failed``, error and traceback) in a
+    transaction of its own, and ``failed`` is returned. A body that is not Iron's shape
+    gives ``invalid``. With ``skip_locked``, a delivery that another connection is
+    processing right now is skipped and ``None`` is returned (on PostgreSQL; SQLite has no
+    row locks).
     """
     pk = delivery.pk if isinstance(delivery, WebhookDelivery) else delivery
     try:
         with transaction.atomic():
-            row = WebhookDelivery.objects.select_for_update().get(pk=pk)
+            found = (
+                WebhookDelivery.objects.select_for_update(skip_locked=skip_locked)
+                .filter(pk=pk)
+                .first()
+            )
+            if found is None:
+                if skip_locked:
+                    return None
+                raise WebhookDelivery.DoesNotExist(f"webhook delivery {pk} does not exist")
+            row = found
             if not force and row.outcome not in RETRYABLE_OUTCOMES:
                 return Outcome.DUPLICATE
             row.attempts += 1
@@ -396,40 +423,100 @@ def _record_failure(pk: int, exc: Exception) -> None:
         row.save()
 
 
-def receive_delivery(
-    *, body: bytes, webhook_id: str | None, signed_at: datetime | None
-) -> tuple[WebhookDelivery, str]:
-    """Store a verified delivery (committed at once), then process it.
+def _insert(row: WebhookDelivery) -> WebhookDelivery:
+    """INSERT a new delivery row, committed at once; return it.
 
-    The same ``webhook-id`` arriving again (even at the same moment on another
-    connection) finds the stored row: it is processed only if it has not been acted on
-    yet, so it acts once. Returns the row and this delivery's outcome.
+    Outside a transaction (the view: non-atomic) that is a single autocommitted statement;
+    inside one (a caller's ``atomic`` block, a test) it runs in a savepoint, so a duplicate
+    ``webhook-id`` leaves the outer transaction usable. Raises ``IntegrityError`` for a
+    ``webhook-id`` already stored.
+    """
+    if transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            row.save(force_insert=True)
+    else:
+        row.save(force_insert=True)
+    return row
+
+
+def _stored(webhook_id: str, text: str) -> WebhookDelivery:
+    """The row already stored under ``webhook_id`` (after the INSERT hit the unique index)."""
+    existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
+    if existing is None:
+        # Deleted between the INSERT and this read (pruning): let Iron try again.
+        raise IntegrityError(f"webhook delivery {webhook_id!r} vanished while being stored")
+    if existing.body != text:
+        logger.warning(
+            "Iron webhook-id %r arrived again with a different body; the first one stands.",
+            webhook_id,
+        )
+    return existing
+
+
+def receive_delivery(
+    *,
+    body: bytes,
+    webhook_id: str | None,
+    signed_at: datetime | None,
+    deferred: bool | None = None,
+) -> tuple[WebhookDelivery, str]:
+    """Store a verified delivery (committed at once), then process it or schedule it.
+
+    ``deferred`` (default: ``IRON_KYC_WEBHOOK_PROCESSING == "deferred"``) only stores it
+    and has a Celery task act on it after this returns (outcome ``received``); otherwise it
+    is processed here. The same ``webhook-id`` arriving again (even at the same moment on
+    another connection) finds the stored row: it is processed only if it has not been
+    acted on yet, so it acts once. Returns the row and this delivery's outcome.
     """
     text = _body_text(body)
+    if iron_settings.WEBHOOK_DEFERRED if deferred is None else deferred:
+        return _store_for_later(text, webhook_id, signed_at)
     if webhook_id is None:
-        row = WebhookDelivery.objects.create(body=text, signed_at=signed_at)
-        return _processed(row)
+        return _processed(_insert(WebhookDelivery(body=text, signed_at=signed_at)))
     try:
-        with transaction.atomic():
-            row = WebhookDelivery.objects.create(
-                webhook_id=webhook_id, body=text, signed_at=signed_at
-            )
+        row = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
     except IntegrityError:
-        existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
-        if existing is None:
-            raise
-        row = existing
-        if row.body != text:
-            logger.warning(
-                "Iron webhook-id %r arrived again with a different body; the first one stands.",
-                webhook_id,
-            )
+        row = _stored(webhook_id, text)
         if row.outcome == Outcome.INVALID:
             return row, Outcome.INVALID
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: duplicate.", webhook_id)
             return row, Outcome.DUPLICATE
     return _processed(row)
+
+
+def _store_for_later(
+    text: str, webhook_id: str | None, signed_at: datetime | None
+) -> tuple[WebhookDelivery, str]:
+    """Deferred processing: check the body's shape, store the row, schedule the drain.
+
+    The shape is checked here so that a body Iron should not resend still gets its 400 at
+    once (stored with outcome ``invalid``, as inline). Anything else is stored as
+    ``received``, with what the body says filled in, and answered ``received``.
+    """
+    row = WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at)
+    try:
+        _describe(row, parse_event(text))
+    except InvalidPayloadError as exc:
+        row.outcome = Outcome.INVALID
+        row.error = _db_text(str(exc))
+        row.attempts = 1
+        row.processed_at = timezone.now()
+    try:
+        row = _insert(row)
+    except IntegrityError:
+        if webhook_id is None:
+            raise
+        row = _stored(webhook_id, text)
+        if row.outcome not in RETRYABLE_OUTCOMES:
+            logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
+            return row, Outcome.INVALID if row.outcome == Outcome.INVALID else Outcome.DUPLICATE
+    if row.outcome == Outcome.INVALID:
+        logger.info("Iron webhook delivery %s has an invalid body: %s", row.pk, row.error)
+        return row, Outcome.INVALID
+    # After the row commits (at once in autocommit), so the task can see it.
+    transaction.on_commit(drain_scheduler.request, robust=True)
+    return row, Outcome.RECEIVED
 
 
 def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
@@ -442,6 +529,165 @@ def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
         # Another connection got there first and found the body invalid: same answer.
         outcome = Outcome.INVALID
     return row, outcome
+
+
+# --- Deferred processing and the webhook sweep -------------------------------------------
+
+DRAIN_WINDOW = 1.0
+"""Seconds. One process sends at most two drain messages per window (see
+:class:`DrainScheduler`)."""
+
+_BATCH = 100
+# Failed deliveries are retried after RETRY_DELAY doubled per attempt made, up to this
+# many doublings (beyond them the delay is over a year: retrying is left to a person).
+_MAX_DOUBLINGS = 20
+
+
+class DrainScheduler:
+    """Asks Celery to run the drain (:func:`process_received_deliveries`) without flooding it.
+
+    Publishing a Celery message costs more CPU than storing the delivery, so a busy
+    receiver must not send one per delivery. In each window of :data:`DRAIN_WINDOW`
+    seconds, the first delivery sends a drain at once (a lone delivery waits for nothing)
+    and the first one after it sends one more, due when the window ends; the rest send
+    nothing. Each delivery is committed before it asks, so the drain that runs after the
+    window ends finds every delivery of the window. A drain that cannot be sent (broker
+    down) is logged and the next delivery tries again; the webhook sweep
+    (:func:`retry_deliveries`) processes whatever was stored meanwhile.
+
+    One instance per process (:data:`drain_scheduler`); thread-safe.
+    """
+
+    def __init__(
+        self, window: float = DRAIN_WINDOW, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window = window
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window_end = -math.inf
+        self._trailing = False
+
+    def request(self) -> None:
+        """A delivery was committed: make sure a drain will run after now."""
+        now = self.clock()
+        with self._lock:
+            if now >= self._window_end:
+                self._window_end = now + self.window
+                self._trailing = False
+                countdown = 0.0
+            elif not self._trailing:
+                self._trailing = True
+                countdown = self._window_end - now
+            else:
+                return
+        self._send(countdown)
+
+    def reset(self) -> None:
+        """Forget the current window: the next delivery sends a drain at once."""
+        with self._lock:
+            self._window_end = -math.inf
+            self._trailing = False
+
+    def _send(self, countdown: float) -> None:
+        # Imported here: the view must not need Celery's app loaded to import.
+        from .tasks import process_received_webhooks
+
+        try:
+            # retry=False: with the broker down, answer Iron now rather than hang in
+            # kombu's publish retries; the delivery is stored and the sweep has it.
+            if countdown > 0:
+                process_received_webhooks.apply_async(countdown=countdown, retry=False)
+            else:
+                process_received_webhooks.apply_async(retry=False)
+        except Exception:
+            self.reset()
+            logger.warning(
+                "Could not enqueue the task that processes stored Iron webhook deliveries; "
+                "they stay 'received' until the next delivery or the webhook sweep "
+                "(django_iron_kyc.tasks.retry_webhook_deliveries) processes them.",
+                exc_info=True,
+            )
+
+
+drain_scheduler = DrainScheduler()
+"""This process's :class:`DrainScheduler` (deferred processing)."""
+
+
+@dataclass
+class SweepResult:
+    """What :func:`process_received_deliveries` or :func:`retry_deliveries` did."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    more: bool = False
+    """``limit`` was reached with deliveries still waiting."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcomes": dict(self.outcomes), "more": self.more}
+
+
+def _process_each(queryset: QuerySet[WebhookDelivery], limit: int) -> SweepResult:
+    """Process the rows of ``queryset`` oldest first, in batches, at most ``limit``.
+
+    Rows another connection is processing right now are skipped (``busy``): whoever holds
+    the lock acts on them. Walks by primary key, so a skipped row is not picked up again.
+    """
+    result = SweepResult()
+    last = 0
+    done = 0
+    while done < limit:
+        pks = list(
+            queryset.filter(pk__gt=last)
+            .order_by("pk")
+            .values_list("pk", flat=True)[: min(_BATCH, limit - done)]
+        )
+        if not pks:
+            return result
+        for pk in pks:
+            outcome = process_delivery(pk, skip_locked=True)
+            result.outcomes[outcome or "busy"] += 1
+        last = pks[-1]
+        done += len(pks)
+    result.more = queryset.filter(pk__gt=last).exists()
+    return result
+
+
+def process_received_deliveries(*, limit: int = 1000) -> SweepResult:
+    """Act on the deliveries that are stored and not processed yet (outcome ``received``).
+
+    What the deferred-processing task runs; safe to run on several workers at once (each
+    delivery is acted on once). At most ``limit`` deliveries; ``more`` says some are left.
+    """
+    return _process_each(WebhookDelivery.objects.filter(outcome=Outcome.RECEIVED), limit)
+
+
+def deliveries_due_for_retry(now: datetime | None = None) -> QuerySet[WebhookDelivery]:
+    """Deliveries the webhook sweep processes (again).
+
+    Those still ``received`` ``IRON_KYC_WEBHOOK_RETRY_DELAY`` after they arrived (their
+    processing was lost: a broker outage, a worker or web process killed), and ``failed``
+    ones with fewer than ``IRON_KYC_WEBHOOK_MAX_ATTEMPTS`` attempts whose arrival is at
+    least that delay, doubled for each attempt after the first, in the past.
+    """
+    now = now or timezone.now()
+    delay = iron_settings.WEBHOOK_RETRY_DELAY
+    due = Q(outcome=Outcome.RECEIVED, received_at__lte=now - delay)
+    for attempts in range(1, min(iron_settings.WEBHOOK_MAX_ATTEMPTS, _MAX_DOUBLINGS + 1)):
+        due |= Q(
+            outcome=Outcome.FAILED,
+            attempts=attempts,
+            received_at__lte=now - delay * 2 ** (attempts - 1),
+        )
+    return WebhookDelivery.objects.filter(due)
+
+
+def retry_deliveries(*, now: datetime | None = None, limit: int = 1000) -> SweepResult:
+    """The webhook sweep: process :func:`deliveries_due_for_retry`, at most ``limit``.
+
+    Run by ``django_iron_kyc.tasks.retry_webhook_deliveries`` from the beat schedule, in
+    either processing mode: Iron documents no retry policy, so a delivery that failed on
+    our side is retried here rather than left to Iron.
+    """
+    return _process_each(deliveries_due_for_retry(now), limit)
 
 
 # --- The view ---------------------------------------------------------------------------

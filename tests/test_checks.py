@@ -185,6 +185,16 @@ def test_e012_sandbox_actions_not_a_bool(value):
     ]
 
 
+@pytest.mark.parametrize("value", ["Deferred", "celery", None, True])
+def test_e016_webhook_processing_not_a_known_mode(value):
+    assert ids(IRON_KYC_WEBHOOK_PROCESSING=value) == ["iron_kyc.E016"]
+
+
+@pytest.mark.parametrize("value", ["inline", "deferred"])
+def test_webhook_processing_modes_pass(value):
+    assert ids(IRON_KYC_WEBHOOK_PROCESSING=value) == []
+
+
 @pytest.mark.parametrize("key", ["sk live", "sk\nX-Evil: 1", "sk_é"])
 def test_e013_api_key_that_cannot_be_a_header(key):
     messages = iron_messages(IRON_KYC_API_KEY=key)
@@ -238,6 +248,8 @@ def test_every_setting_is_checked():
         "WEBHOOK_TOLERANCE",
         "SANDBOX_ACTIONS",
         "SANDBOX_ACTIONS_SETTING",
+        "WEBHOOK_PROCESSING",
+        "WEBHOOK_DEFERRED",  # derived from WEBHOOK_PROCESSING
         # Free-form strings sent as headers; any value is acceptable.
         "API_VERSION",
         "SUB_PARTNER_ID",

@@ -24,6 +24,8 @@ ALL_TASKS = (
     tasks.create_identification,
     tasks.refresh_customer,
     tasks.poll_pending_identifications,
+    tasks.process_received_webhooks,
+    tasks.retry_webhook_deliveries,
 )
 
 
@@ -45,10 +47,15 @@ def test_tasks_are_late_acked_and_registered_under_stable_names(task: Any) -> No
     assert task.name in app.tasks
 
 
-def test_beat_schedule_runs_the_sweep_every_minute() -> None:
-    [entry] = tasks.BEAT_SCHEDULE.values()
-    assert entry["task"] == tasks.poll_pending_identifications.name
-    assert entry["schedule"] <= 60
+def test_beat_schedule_runs_both_sweeps_every_minute() -> None:
+    entries = {entry["task"]: entry for entry in tasks.BEAT_SCHEDULE.values()}
+    assert set(entries) == {
+        tasks.poll_pending_identifications.name,
+        tasks.retry_webhook_deliveries.name,
+    }
+    for entry in entries.values():
+        assert entry["schedule"] <= 60
+        assert entry["options"]["expires"] < entry["schedule"]
 
 
 def test_beat_schedule_can_be_imported_from_a_settings_module() -> None:
@@ -63,7 +70,7 @@ def test_beat_schedule_can_be_imported_from_a_settings_module() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "1"
+    assert done.stdout.strip() == "2"
 
 
 def test_eager_create_task_leaves_a_transient_error_to_the_sweep(
