@@ -1,4 +1,4 @@
-"""The app's webhook, and the baseline: a bare view doing one INSERT per request."""
+"""The app's webhook (inline and deferred), and the baseline: a bare view doing one INSERT."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
+
+from django_iron_kyc.webhooks import IronWebhookView
 
 BASELINE_TABLE = "bench_baseline"
 
@@ -22,6 +24,7 @@ def baseline(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
-    path("iron/", include("django_iron_kyc.urls")),
+    path("iron/", include("django_iron_kyc.urls")),  # IRON_KYC_WEBHOOK_PROCESSING: inline
+    path("deferred/webhook/", IronWebhookView.as_view(processing="deferred")),
     path("baseline/", baseline),
 ]

@@ -8,3 +8,6 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 application = get_wsgi_application()
+
+# As a host project does: the Celery app the deferred webhook view sends its tasks with.
+from benchmarks.celery_app import app as celery_app  # noqa: E402, F401

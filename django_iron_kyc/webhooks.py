@@ -1,25 +1,35 @@
 """Iron's webhook endpoint: verify the raw body, store the delivery, hand it to services.
 
 The order is fixed and cannot be skipped: size cap, signature over the raw body (before
-anything parses it), store the delivery in its own committed transaction, then process it
-inside ``transaction.atomic()`` through the same service functions the poller uses
+anything parses it), store the delivery (committed at once), then process it inside
+``transaction.atomic()`` through the same service functions the poller uses
 (:func:`~django_iron_kyc.services.apply_identification_state` and
 :func:`~django_iron_kyc.services.apply_customer_state`).
+
+``IRON_KYC_WEBHOOK_PROCESSING`` says when that processing happens: ``"inline"`` (default),
+in the request before answering; ``"deferred"``, in a Celery task
+(:func:`process_received_deliveries`) right after the answer, so the request does no more
+than check the body's shape and INSERT it. Either way the webhook sweep
+(:func:`retry_deliveries`, in the beat schedule) processes what was stored but not acted on
+and retries failures.
 
 What the status codes tell Iron:
 
 ==========  ==================================================================================
 2xx         Stored; do not resend. The JSON body says the outcome: ``processed``, ``ignored``
-            (a type we do not act on), ``duplicate``, ``stale`` (older than what we hold) or
-            ``unknown_object``.
+            (a type we do not act on), ``duplicate``, ``stale`` (older than what we hold),
+            ``unknown_object``, or with deferred processing ``received`` (stored, to be acted
+            on by a Celery task moments later).
 400         Refused: malformed headers, or a correctly signed body that is not Iron's JSON
             shape (that one is stored with outcome ``invalid``). Resending it will not help.
 401         Refused: the signature does not match, or ``webhook-timestamp`` is outside
             ``IRON_KYC_WEBHOOK_TOLERANCE``.
 405         Not a POST.
 413         The body is larger than ``IRON_KYC_WEBHOOK_MAX_BODY_SIZE``.
-500         Processing failed on our side. The delivery is stored with its traceback (outcome
-            ``failed``); Iron's retry of the same ``webhook-id`` is processed again.
+500         Processing failed on our side (inline processing only). The delivery is stored
+            with its traceback (outcome ``failed``); Iron's retry of the same ``webhook-id``
+            is processed again, and so is the webhook sweep's. Also any failure to store it
+            (the database is down), in either mode: nothing was kept, so Iron must resend.
 503         No usable webhook secret is configured (our configuration, see check
             ``iron_kyc.W001``). Nothing is stored; Iron's retries get through once it is fixed.
 ==========  ==================================================================================
@@ -46,7 +56,7 @@ from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
@@ -58,7 +68,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import signing
-from .conf import iron_settings
+from .conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
 from .models import Customer, WebhookDelivery
 from .services import (
     RemoteCustomer,
@@ -423,24 +433,77 @@ def _record_failure(pk: int, exc: Exception) -> None:
         row.save()
 
 
-def _insert(row: WebhookDelivery) -> WebhookDelivery:
-    """INSERT a new delivery row, committed at once; return it.
+_INSERT_FIELDS = tuple(f for f in WebhookDelivery._meta.concrete_fields if not f.primary_key)
+_INSERT_SQL: dict[str, str] = {}  # by database vendor
 
-    Outside a transaction (the view: non-atomic) that is a single autocommitted statement;
-    inside one (a caller's ``atomic`` block, a test) it runs in a savepoint, so a duplicate
-    ``webhook-id`` leaves the outer transaction usable. Raises ``IntegrityError`` for a
-    ``webhook-id`` already stored.
+
+def _insert_sql(quote: Callable[[str], str]) -> str:
+    """``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING id`` for the table."""
+    meta = WebhookDelivery._meta
+
+    def name(column: str | None) -> str:
+        assert column is not None  # concrete fields always have a column
+        return quote(column)
+
+    columns = ", ".join(name(f.column) for f in _INSERT_FIELDS)
+    values = ", ".join(["%s"] * len(_INSERT_FIELDS))
+    table = quote(meta.db_table)
+    webhook_id = name(meta.get_field("webhook_id").column)
+    # Only the model's own table and column names, quoted; every value is a parameter.
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({values}) "  # noqa: S608
+        f"ON CONFLICT ({webhook_id}) DO NOTHING RETURNING {name(meta.pk.column)}"
+    )
+
+
+def _insert(row: WebhookDelivery) -> WebhookDelivery | None:
+    """INSERT a new delivery row and return it, or ``None`` if its ``webhook-id`` is stored.
+
+    One statement, committed at once outside a transaction (the view is non-atomic):
+    ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING id`` on PostgreSQL and
+    SQLite, built once from the model's fields. A duplicate ``webhook-id`` (even one
+    arriving at the same moment on another connection) raises nothing, so it leaves a
+    caller's transaction usable. It runs on every delivery, so it skips ``Model.save()``
+    (no ``pre_save``/``post_save`` signals for this model); other databases take the ORM.
     """
-    if transaction.get_connection().in_atomic_block:
-        with transaction.atomic():
-            row.save(force_insert=True)
-    else:
-        row.save(force_insert=True)
+    alias = router.db_for_write(WebhookDelivery)
+    connection = connections[alias]
+    if connection.vendor not in ("postgresql", "sqlite") or not (
+        connection.features.can_return_columns_from_insert
+    ):
+        return _insert_with_orm(row, alias)
+    sql = _INSERT_SQL.get(connection.vendor)
+    if sql is None:
+        sql = _INSERT_SQL[connection.vendor] = _insert_sql(connection.ops.quote_name)
+    params = [f.get_db_prep_save(f.pre_save(row, True), connection) for f in _INSERT_FIELDS]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchone()
+    if returned is None:
+        return None
+    row.pk = returned[0]
+    row._state.adding = False
+    row._state.db = alias
+    return row
+
+
+def _insert_with_orm(row: WebhookDelivery, alias: str) -> WebhookDelivery | None:
+    try:
+        # A savepoint inside a caller's transaction; one autocommitted INSERT outside.
+        with transaction.atomic(using=alias):
+            row.save(force_insert=True, using=alias)
+    except IntegrityError:
+        if (
+            row.webhook_id is None
+            or not WebhookDelivery.objects.filter(webhook_id=row.webhook_id).exists()
+        ):
+            raise
+        return None
     return row
 
 
 def _stored(webhook_id: str, text: str) -> WebhookDelivery:
-    """The row already stored under ``webhook_id`` (after the INSERT hit the unique index)."""
+    """The row already stored under ``webhook_id`` (the INSERT found it there)."""
     existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
     if existing is None:
         # Deleted between the INSERT and this read (pruning): let Iron try again.
@@ -471,11 +534,9 @@ def receive_delivery(
     text = _body_text(body)
     if iron_settings.WEBHOOK_DEFERRED if deferred is None else deferred:
         return _store_for_later(text, webhook_id, signed_at)
-    if webhook_id is None:
-        return _processed(_insert(WebhookDelivery(body=text, signed_at=signed_at)))
-    try:
-        row = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
-    except IntegrityError:
+    row = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
+    if row is None:
+        assert webhook_id is not None  # only a webhook-id can conflict
         row = _stored(webhook_id, text)
         if row.outcome == Outcome.INVALID:
             return row, Outcome.INVALID
@@ -494,19 +555,17 @@ def _store_for_later(
     once (stored with outcome ``invalid``, as inline). Anything else is stored as
     ``received``, with what the body says filled in, and answered ``received``.
     """
-    row = WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at)
+    new = WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at)
     try:
-        _describe(row, parse_event(text))
+        _describe(new, parse_event(text))
     except InvalidPayloadError as exc:
-        row.outcome = Outcome.INVALID
-        row.error = _db_text(str(exc))
-        row.attempts = 1
-        row.processed_at = timezone.now()
-    try:
-        row = _insert(row)
-    except IntegrityError:
-        if webhook_id is None:
-            raise
+        new.outcome = Outcome.INVALID
+        new.error = _db_text(str(exc))
+        new.attempts = 1
+        new.processed_at = timezone.now()
+    row = _insert(new)
+    if row is None:
+        assert webhook_id is not None  # only a webhook-id can conflict
         row = _stored(webhook_id, text)
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
@@ -644,7 +703,7 @@ def _process_each(queryset: QuerySet[WebhookDelivery], limit: int) -> SweepResul
             return result
         for pk in pks:
             outcome = process_delivery(pk, skip_locked=True)
-            result.outcomes[outcome or "busy"] += 1
+            result.outcomes[str(outcome or "busy")] += 1
         last = pks[-1]
         done += len(pks)
     result.more = queryset.filter(pk__gt=last).exists()
@@ -774,9 +833,15 @@ class IronWebhookView(APIView):
     content_negotiation_class = JSONOnlyNegotiation
     versioning_class = None
     http_method_names = ["post"]
+    processing: str | None = None
+    """``"inline"`` or ``"deferred"`` for this URL; ``None`` (default) follows
+    ``IRON_KYC_WEBHOOK_PROCESSING``. Set it with ``as_view(processing="deferred")``."""
 
     @classmethod
     def as_view(cls, **initkwargs: Any) -> AsView[GenericView]:
+        processing = initkwargs.get("processing")
+        if processing is not None and processing not in WEBHOOK_PROCESSING_MODES:
+            raise ValueError(f"processing must be 'inline', 'deferred' or None, not {processing!r}")
         view = super().as_view(**initkwargs)
         for alias in connections:
             view = transaction.non_atomic_requests(using=alias)(view)
@@ -802,7 +867,10 @@ class IronWebhookView(APIView):
             return Response({"detail": refused.reason}, status=refused.status, headers=headers)
 
         signed_at = datetime.fromtimestamp(timestamp, tz=dt_timezone.utc)
-        row, outcome = receive_delivery(body=body, webhook_id=webhook_id, signed_at=signed_at)
+        deferred = None if self.processing is None else self.processing == WEBHOOK_DEFERRED
+        row, outcome = receive_delivery(
+            body=body, webhook_id=webhook_id, signed_at=signed_at, deferred=deferred
+        )
         if outcome == Outcome.INVALID:
             return Response({"detail": row.error or "invalid body"}, status=400)
         if outcome == Outcome.FAILED:
