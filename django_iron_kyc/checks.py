@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from .conf import (
     SANDBOX_HOST,
     WEBHOOK_PROCESSING_MODES,
     is_loopback_host,
+    proxy_url_problem,
 )
 
 _MISSING = object()
@@ -48,6 +50,8 @@ def check_settings(
     errors += _check_other_numbers()
     errors += _check_sandbox_actions_type()
     errors += _check_webhook_processing()
+    errors += _check_proxy()
+    errors += _check_ca_bundle()
     return errors
 
 
@@ -285,5 +289,39 @@ def _check_webhook_processing() -> list[CheckMessage]:
             hint="'inline' (the default) acts on a delivery before answering Iron; 'deferred' "
             "answers once it is stored and acts on it in a Celery task.",
             id="iron_kyc.E016",
+        )
+    ]
+
+
+def _check_proxy() -> list[CheckMessage]:
+    value = _setting("PROXY")
+    if value is _MISSING or value is None or value == "":
+        return []
+    # The messages never repeat the URL: it may carry the proxy's credentials.
+    problem = proxy_url_problem(value) if isinstance(value, str) else "is not a string"
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"IRON_KYC_PROXY {problem}.",
+            hint="Give one proxy URL such as 'http://proxy.internal:3128' or "
+            "'http://user:password@proxy.internal:3128', or None for no proxy.",
+            id="iron_kyc.E014",
+        )
+    ]
+
+
+def _check_ca_bundle() -> list[CheckMessage]:
+    value = _setting("CA_BUNDLE")
+    if value is _MISSING or value is None or value == "":
+        return []
+    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
+        return []
+    return [
+        Error(
+            f"IRON_KYC_CA_BUNDLE {value!r} is not the path of an existing file.",
+            hint="Give the path of a PEM file of certificate authorities, or None for "
+            "certifi's bundle. TLS verification cannot be turned off.",
+            id="iron_kyc.E015",
         )
     ]

@@ -10,19 +10,24 @@ key never travels to another host) and turns every error Iron can answer with in
 ``IRON_KYC_RETRY_AFTER_MAX``). POSTs are retried too: each carries an idempotency key, so
 a retry can never create a second record. What is still failing afterwards is raised as
 :class:`~django_iron_kyc.exceptions.IronTransientError` for Celery to retry later.
+
+Proxies and CA bundles come only from ``IRON_KYC_PROXY`` and ``IRON_KYC_CA_BUNDLE``, never from
+the environment (``HTTPS_PROXY``, ``REQUESTS_CA_BUNDLE``, ``.netrc``), and TLS is always verified.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import os
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -30,7 +35,7 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from . import __version__
-from .conf import iron_settings, is_loopback_host
+from .conf import iron_settings, is_loopback_host, proxy_url_problem
 from .exceptions import IronAPIError, IronConfigurationError, IronTransientError
 
 if TYPE_CHECKING:
@@ -113,7 +118,8 @@ class IronClient:
 
     Settings are read when the client is made: ``IRON_KYC_API_KEY``, ``IRON_KYC_BASE_URL``,
     ``IRON_KYC_TIMEOUT``, ``IRON_KYC_API_VERSION``, ``IRON_KYC_SUB_PARTNER_ID``,
-    ``IRON_KYC_MAX_RETRIES``. Any of them can be given as keyword arguments instead.
+    ``IRON_KYC_MAX_RETRIES``, ``IRON_KYC_PROXY``, ``IRON_KYC_CA_BUNDLE``. Any of them can be
+    given as keyword arguments instead.
 
     Every method returns Iron's JSON object as a ``dict`` and raises ``IronAPIError`` (or
     its transient subclass) on failure.
@@ -130,6 +136,8 @@ class IronClient:
         max_retries: int | None = None,
         backoff_factor: float | None = None,
         retry_after_max: float | None = None,
+        proxy: str | None = None,
+        ca_bundle: str | None = None,
     ) -> None:
         key = (api_key if api_key is not None else iron_settings.API_KEY).strip()
         if not key:
@@ -139,7 +147,16 @@ class IronClient:
             raise IronConfigurationError(
                 "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters."
             )
-        self._api_key = key
+        proxy = proxy if proxy is not None else iron_settings.PROXY
+        if proxy and (problem := proxy_url_problem(proxy)):
+            raise IronConfigurationError(f"IRON_KYC_PROXY {problem}.")
+        # What an error page may echo back; longest first, so no part is left half-replaced.
+        self._secrets = sorted({key, *_proxy_credentials(proxy or "")}, key=len, reverse=True)
+        ca_bundle = ca_bundle if ca_bundle is not None else iron_settings.CA_BUNDLE
+        if ca_bundle and not os.path.isfile(ca_bundle):
+            raise IronConfigurationError(
+                f"IRON_KYC_CA_BUNDLE {ca_bundle!r} is not the path of an existing file."
+            )
         self.base_url = (base_url or iron_settings.BASE_URL).rstrip("/")
         _check_base_url(self.base_url)
         if timeout is None:
@@ -172,6 +189,10 @@ class IronClient:
         )
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies or .netrc credentials picked up silently
+        if proxy:
+            self.session.proxies = {"http": proxy, "https": proxy}
+        if ca_bundle:
+            self.session.verify = ca_bundle  # a path: never False, so TLS is always verified
         adapter = HTTPAdapter(max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -411,12 +432,14 @@ class IronClient:
                 path=path,
             )
         message, code, request_id, body = parse_error_body(response)
-        # Never let the key through, even if an error page echoed the request headers.
-        message = message.replace(self._api_key, "********")
-        if isinstance(body, str):
-            body = body.replace(self._api_key, "********")
-        elif body is not None and self._api_key in json.dumps(body, default=str):
-            body = None
+        # Never let the key or the proxy's credentials through, even if an error page (Iron's
+        # or the proxy's) echoed the request headers.
+        for secret in self._secrets:
+            message = message.replace(secret, "********")
+            if isinstance(body, str):
+                body = body.replace(secret, "********")
+            elif body is not None and secret in json.dumps(body, default=str):
+                body = None
         request_id = request_id or response.headers.get("x-request-id")
         kwargs: dict[str, Any] = {
             "status": status,
@@ -494,6 +517,23 @@ def _check_base_url(base_url: str) -> None:
             f"IRON_KYC_BASE_URL uses plain http to {host}; only https (or a loopback fake) "
             "may carry the API key."
         )
+
+
+def _proxy_credentials(proxy: str) -> set[str]:
+    """The credentials in a proxy URL, in each form a response could echo them in.
+
+    The user name alone is not among them (it is not secret, and a short one would blank out
+    words of every message); with the password, or as the whole user part, it is.
+    """
+    parts = urlsplit(proxy)
+    if parts.username is None:
+        return set()
+    user, password = unquote(parts.username), unquote(parts.password or "")
+    # requests sends them as "Proxy-Authorization: Basic <base64 of user:password>".
+    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode()
+    found = {parts.netloc.rpartition("@")[0], f"{user}:{password}", token}
+    found.update(p for p in (parts.password, password) if p)
+    return found
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
@@ -41,6 +41,28 @@ def is_loopback_host(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def proxy_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as ``IRON_KYC_PROXY``, or ``None`` if nothing does.
+
+    The answer never repeats the URL (it may hold credentials). A proxy is an ``http://`` or
+    ``https://`` URL with a host; requests sends its credentials Latin-1 encoded.
+    """
+    try:
+        parts = urlsplit(url)
+        host, _port = parts.hostname, parts.port  # .port raises ValueError if not a number
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if not host:
+        return "has no host"
+    try:
+        f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode("latin-1")
+    except UnicodeEncodeError:
+        return "has a user name or password that is not Latin-1"
+    return None
 
 
 class IronKycSettings:
@@ -108,6 +130,28 @@ class IronKycSettings:
     def SUB_PARTNER_ID(self) -> str | None:
         """``IRON_KYC_SUB_PARTNER_ID`` (str or None): sent as ``X-SUB-PARTNER-ID`` when set."""
         value = self._get("SUB_PARTNER_ID", None)
+        return str(value) if value else None
+
+    @property
+    def PROXY(self) -> str | None:
+        """``IRON_KYC_PROXY`` (str or None, default None): an ``http://`` or ``https://`` proxy
+        URL, such as ``http://user:password@proxy.internal:3128``, for every request to Iron.
+
+        Its credentials never appear in logs, errors or reprs. ``HTTPS_PROXY`` and the other
+        environment variables are never read: only this setting sends requests via a proxy.
+        """
+        value = self._get("PROXY", None)
+        return str(value) if value else None
+
+    @property
+    def CA_BUNDLE(self) -> str | None:
+        """``IRON_KYC_CA_BUNDLE`` (path or None, default None): a PEM file of the certificate
+        authorities that Iron's TLS certificate is verified against (a private CA, such as
+        that of a TLS-inspecting proxy). None keeps certifi's bundle.
+
+        TLS verification cannot be turned off, and ``REQUESTS_CA_BUNDLE`` is never read.
+        """
+        value = self._get("CA_BUNDLE", None)
         return str(value) if value else None
 
     @property

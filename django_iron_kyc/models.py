@@ -244,7 +244,10 @@ class WebhookDelivery(models.Model):
         INVALID = "invalid", _("Invalid body")
         FAILED = "failed", _("Failed (error while processing)")
 
-    webhook_id = models.CharField(_("webhook id"), max_length=255, null=True, blank=True)
+    # NULL, not "", when there is no header: the unique constraint allows many NULLs.
+    webhook_id = models.CharField(  # noqa: DJ001
+        _("webhook id"), max_length=255, null=True, blank=True
+    )
     signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
     event_type = models.CharField(_("type"), max_length=64, blank=True)
     event_timestamp = models.DateTimeField(_("event timestamp"), null=True, blank=True)

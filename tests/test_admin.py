@@ -6,18 +6,20 @@ checked on the requests it recorded.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from typing import Any
 
 import pytest
+import responses
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -171,6 +173,32 @@ def test_no_admin_page_shows_the_api_key_or_webhook_secret(admin_client, fake_ir
         for secret in secrets:
             assert secret not in content, page.wsgi_request.path
     assert fake_iron.requests_to("POST", SANDBOX_PATH) == []
+
+
+def test_no_admin_page_shows_the_proxy_credentials(admin_client):
+    customer = local_customer(1)
+    credentials = "proxy-user:pr0xy-s3cret"
+    proxy = f"http://{credentials}@127.0.0.1:3128"
+    token = base64.b64encode(credentials.encode()).decode()
+    # A proxy's error page that echoes what it was sent.
+    echo = f"Proxy-Authorization: Basic {token} for {proxy} refused"
+
+    with override_settings(IRON_KYC_PROXY=proxy), responses.RequestsMock() as rsps:
+        rsps.get(re.compile(r".*/api/customers/"), body=echo, status=407)
+        post_action(admin_client, "customer", "refresh_from_iron", [customer])
+        pages = [
+            admin_client.get(changelist("customer")),  # shows the action's message
+            admin_client.get(change("customer", customer.pk)),
+        ]
+
+    assert "Iron answered 407: Proxy-Authorization: Basic ******** for http://********@" in (
+        pages[0].content.decode()
+    )
+    for page in pages:
+        assert page.status_code == 200
+        content = page.content.decode()
+        for secret in ("pr0xy-s3cret", credentials, token):
+            assert secret not in content, page.wsgi_request.path
 
 
 # --- customers ------------------------------------------------------------------------

@@ -202,6 +202,53 @@ def test_e013_api_key_that_cannot_be_a_header(key):
     assert key not in messages[0].msg
 
 
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        "proxy.internal:3128",
+        "socks5://user:pr0xy-pass@proxy.internal:1080",
+        "http://user:pr0xy-pass@:3128",
+        "http://user:pr0xy-pass@proxy.internal:port",
+        "http://user:pr0xy-pass\u20ac@proxy.internal:3128",
+        "http://[::1",
+        {"https": "http://proxy.internal:3128"},
+    ],
+)
+def test_e014_proxy_not_an_http_url_with_a_host(proxy):
+    messages = iron_messages(IRON_KYC_PROXY=proxy)
+    assert [m.id for m in messages] == ["iron_kyc.E014"]
+    assert "pr0xy-pass" not in messages[0].msg
+    assert "proxy.internal" not in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        None,
+        "",
+        "http://proxy.internal:3128",
+        "https://user:p%40ss@proxy.internal",
+        "http://127.0.0.1:3128",
+    ],
+)
+def test_proxy_unset_or_an_http_url_passes(proxy):
+    assert ids(IRON_KYC_PROXY=proxy) == []
+
+
+@pytest.mark.parametrize("ca_bundle", ["/nonexistent/ca.pem", ".", False, True, 5])
+def test_e015_ca_bundle_not_an_existing_file(ca_bundle):
+    messages = iron_messages(IRON_KYC_CA_BUNDLE=ca_bundle)
+    assert [m.id for m in messages] == ["iron_kyc.E015"]
+    assert "cannot be turned off" in messages[0].hint
+
+
+def test_ca_bundle_unset_or_an_existing_file_passes(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for value in (None, "", str(bundle), bundle):
+        assert ids(IRON_KYC_CA_BUNDLE=value) == []
+
+
 @pytest.mark.parametrize("secret", [None, "", []])
 def test_w001_webhook_secret_missing(secret):
     messages = iron_messages(IRON_KYC_WEBHOOK_SECRET=secret)
@@ -232,9 +279,11 @@ def test_every_message_has_a_hint():
         "IRON_KYC_TIMEOUT": "x",
         "IRON_KYC_MAX_RETRIES": -1,
         "IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE": 99999,
+        "IRON_KYC_PROXY": "ftp://proxy.internal",
+        "IRON_KYC_CA_BUNDLE": "/nonexistent/ca.pem",
     }
     messages = iron_messages(**bad)
-    assert len(messages) >= 8
+    assert len(messages) >= 10
     assert all(m.hint for m in messages)
 
 
@@ -250,6 +299,8 @@ def test_every_setting_is_checked():
         "SANDBOX_ACTIONS_SETTING",
         "WEBHOOK_PROCESSING",
         "WEBHOOK_DEFERRED",  # derived from WEBHOOK_PROCESSING
+        "PROXY",
+        "CA_BUNDLE",
         # Free-form strings sent as headers; any value is acceptable.
         "API_VERSION",
         "SUB_PARTNER_ID",

@@ -7,10 +7,16 @@ server on 127.0.0.1.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.client
 import json
 import logging
 import pickle
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import types
 import uuid
@@ -18,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -29,6 +36,7 @@ from responses.registries import OrderedRegistry
 
 from django_iron_kyc import __version__
 from django_iron_kyc.client import IronClient, parse_error_body
+from django_iron_kyc.conf import is_loopback_host
 from django_iron_kyc.exceptions import (
     IronAPIError,
     IronConfigurationError,
@@ -740,37 +748,59 @@ def drop(handler: BaseHTTPRequestHandler) -> None:
     handler.close_connection = True  # no status line at all
 
 
+class RecordingHandler(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler that can record each request it reads."""
+
+    protocol_version = "HTTP/1.1"
+
+    def record(self, seen: list[Seen]) -> Seen:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen.append(Seen(self.command, self.path, dict(self.headers), body))
+        return seen[-1]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(
+    handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
+    """Serve ``handler`` from a thread on a free loopback port; yields its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    if tls is not None:
+        httpd.socket = tls.wrap_socket(httpd.socket, server_side=True)
+    # A short poll interval: shutdown() waits for it, at every test's teardown.
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
 @pytest.fixture
 def iron_server() -> Iterator[ScriptedIron]:
     state: ScriptedIron
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+    class Handler(RecordingHandler):
         def handle_any(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            state.seen.append(Seen(self.command, self.path, dict(self.headers), body))
+            self.record(state.seen)
             action = state.script.pop(0) if state.script else reply(500, {"message": "empty"})
             action(self)
 
         do_GET = do_POST = handle_any
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    state = ScriptedIron(url=f"http://127.0.0.1:{httpd.server_address[1]}")
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url:
+        state = ScriptedIron(url=url)
+        try:
+            yield state
+        finally:
+            state.release.set()  # before the server stops: a hanging handler lets go
 
 
 @pytest.fixture
@@ -860,3 +890,305 @@ def test_loopback_refused_connection_is_transient():
     with pytest.raises(IronTransientError) as info:
         c.get_customer(CUSTOMER_ID)
     assert info.value.__context__ is None
+
+
+# --- IRON_KYC_PROXY and IRON_KYC_CA_BUNDLE ------------------------------------------------
+
+PROXY_USER = "proxy-user"
+PROXY_PASSWORD = "pr0xy-s3cret"
+# Every form of the proxy's credentials that must never be shown (the password is also checked
+# on its own, percent-decoded, in the redaction test).
+PROXY_AUTH = "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+PROXY_ENVIRONMENT = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
+
+
+def test_proxy_and_ca_bundle_settings_reach_every_request(mocked, tmp_path):
+    bundle = tmp_path / "private-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    proxy = "http://proxy.internal:3128"
+    register_each_method(mocked)
+
+    with override_settings(IRON_KYC_PROXY=proxy, IRON_KYC_CA_BUNDLE=str(bundle)):
+        call_each_method(client())
+
+    assert len(mocked.calls) == 6
+    for call in mocked.calls:
+        assert call.request.req_kwargs["proxies"] == {"http": proxy, "https": proxy}
+        assert call.request.req_kwargs["verify"] == str(bundle)
+
+
+def test_environment_proxies_and_ca_bundles_are_ignored(mocked, monkeypatch, tmp_path):
+    bundle = tmp_path / "env-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    for name in PROXY_ENVIRONMENT:
+        monkeypatch.setenv(name, "http://env-proxy.internal:3128")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={})
+
+    client().get_customer(CUSTOMER_ID)
+
+    assert mocked.calls[0].request.req_kwargs["proxies"] == {}
+    assert mocked.calls[0].request.req_kwargs["verify"] is True
+
+
+def test_ca_bundle_set_to_false_never_turns_verification_off(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", json={})
+
+    with override_settings(IRON_KYC_CA_BUNDLE=False):
+        client().get_customer(CUSTOMER_ID)
+
+    assert mocked.calls[0].request.req_kwargs["verify"] is True
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [
+        f"ftp://{PROXY_USER}:{PROXY_PASSWORD}@proxy.internal",
+        f"{PROXY_USER}:{PROXY_PASSWORD}@proxy.internal:3128",
+        f"http://{PROXY_USER}:{PROXY_PASSWORD}@:3128",
+        f"http://{PROXY_USER}:{PROXY_PASSWORD}\u20ac@proxy.internal:3128",
+    ],
+)
+def test_client_refuses_a_bad_proxy_without_echoing_it(proxy):
+    with override_settings(IRON_KYC_PROXY=proxy), pytest.raises(IronConfigurationError) as info:
+        IronClient()
+    assert "IRON_KYC_PROXY" in str(info.value)
+    assert PROXY_PASSWORD not in str(info.value)
+    assert PROXY_PASSWORD not in repr(info.value)
+
+
+def test_client_refuses_a_ca_bundle_that_is_not_a_file(tmp_path):
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_CA_BUNDLE"):
+        IronClient(ca_bundle=str(tmp_path / "missing.pem"))
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_CA_BUNDLE"):
+        IronClient(ca_bundle=str(tmp_path))
+
+
+@dataclass
+class LoopbackProxy:
+    """A forwarding HTTP proxy on 127.0.0.1; records each request it was asked to make."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+    # Answered by the proxy itself, in order, instead of forwarding.
+    script: list[Callable[[BaseHTTPRequestHandler], None]] = field(default_factory=list)
+
+    def with_credentials(self, user: str = PROXY_USER, password: str = PROXY_PASSWORD) -> str:
+        return self.url.replace("http://", f"http://{user}:{password}@")
+
+
+@pytest.fixture
+def proxy_server() -> Iterator[LoopbackProxy]:
+    state: LoopbackProxy
+
+    class Handler(RecordingHandler):
+        def handle_any(self) -> None:
+            body = self.record(state.seen).body
+            if state.script:
+                state.script.pop(0)(self)
+                return
+            target = urlsplit(self.path)
+            if self.command == "CONNECT" or not is_loopback_host(target.hostname):
+                # It never tunnels nor leaves the machine: a test cannot reach the network.
+                reply(403, {"message": "this proxy only forwards plain http to loopback"})(self)
+                return
+            headers = {
+                name: value
+                for name, value in self.headers.items()
+                if not name.lower().startswith("proxy-") and name.lower() != "connection"
+            }
+            upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+            try:
+                path = f"{target.path}?{target.query}" if target.query else target.path
+                upstream.request(self.command, path, body or None, headers)
+                answer = upstream.getresponse()
+                data = answer.read()
+            finally:
+                upstream.close()
+            self.send_response(answer.status)
+            for name, value in answer.getheaders():
+                if name.lower() not in ("connection", "content-length", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_CONNECT = handle_any
+
+    with serving(Handler) as url:
+        state = LoopbackProxy(url=url)
+        yield state
+
+
+def test_requests_go_through_the_proxy_when_it_is_set(iron_server, proxy_server):
+    iron_server.script += [reply(200, {"id": CUSTOMER_ID}), reply(201, {"id": CUSTOMER_ID})]
+    key = uuid.uuid4()
+
+    with override_settings(IRON_KYC_PROXY=proxy_server.with_credentials()):
+        c = IronClient(base_url=iron_server.url, max_retries=0)
+    c.get_customer(CUSTOMER_ID)
+    c.create_customer(email="a@example.com", idempotency_key=key)
+
+    # An absolute URI is what a client asks a proxy for; a direct request has only the path.
+    assert [(s.method, s.path) for s in proxy_server.seen] == [
+        ("GET", f"{iron_server.url}/api/customers/{CUSTOMER_ID}"),
+        ("POST", f"{iron_server.url}/api/customers"),
+    ]
+    assert [s.headers["Proxy-Authorization"] for s in proxy_server.seen] == [PROXY_AUTH] * 2
+    assert proxy_server.seen[1].body == b'{"customer_type":"Person","email":"a@example.com"}'
+    # Iron got both requests from the proxy, with the key and none of the proxy's credentials.
+    assert [s.headers["X-API-Key"] for s in iron_server.seen] == [API_KEY] * 2
+    assert iron_server.seen[1].headers["IDEMPOTENCY-KEY"] == str(key)
+    assert all("Proxy-Authorization" not in s.headers for s in iron_server.seen)
+
+
+def test_https_requests_tunnel_through_the_proxy(iron_server, proxy_server):
+    c = IronClient(
+        base_url=iron_server.url.replace("http://", "https://"),
+        proxy=proxy_server.with_credentials(),
+        max_retries=0,
+    )
+    with pytest.raises(IronTransientError, match="ProxyError"):
+        c.get_customer(CUSTOMER_ID)
+
+    # The test proxy refuses every tunnel: it was asked for one, and Iron was never reached.
+    host_port = iron_server.url.removeprefix("http://")
+    assert [(s.method, s.path) for s in proxy_server.seen] == [("CONNECT", host_port)]
+    assert proxy_server.seen[0].headers["Proxy-Authorization"] == PROXY_AUTH
+    assert iron_server.seen == []
+
+
+@pytest.mark.parametrize("environment", [False, True], ids=["no-env", "proxy-env"])
+def test_requests_go_direct_without_the_setting_whatever_the_environment_says(
+    iron_server, proxy_server, monkeypatch, environment
+):
+    if environment:
+        for name in PROXY_ENVIRONMENT:
+            monkeypatch.setenv(name, proxy_server.url)
+    iron_server.script += [reply(200, {"id": CUSTOMER_ID})]
+
+    with override_settings(IRON_KYC_PROXY=None):
+        IronClient(base_url=iron_server.url, max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert proxy_server.seen == []
+    assert [(s.method, s.path) for s in iron_server.seen] == [
+        ("GET", f"/api/customers/{CUSTOMER_ID}")
+    ]
+
+
+def test_no_proxy_environment_variable_cannot_bypass_the_setting(
+    iron_server, proxy_server, monkeypatch
+):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "*")
+    iron_server.script += [reply(200, {"id": CUSTOMER_ID})]
+
+    IronClient(base_url=iron_server.url, proxy=proxy_server.url).get_customer(CUSTOMER_ID)
+
+    assert len(proxy_server.seen) == 1
+    assert len(iron_server.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("user", "password"),
+    [(PROXY_USER, PROXY_PASSWORD), ("proxy%20user", "pr0xy%40s3cret%3Ax")],
+    ids=["plain", "percent-encoded"],
+)
+def test_proxy_credentials_never_appear_in_errors_logs_or_repr(
+    iron_server, proxy_server, sleeps, caplog, user, password
+):
+    proxy = proxy_server.with_credentials(user, password)
+    decoded = (requests.utils.unquote(user), requests.utils.unquote(password))
+    auth = "Basic " + base64.b64encode(":".join(decoded).encode()).decode()
+    secrets = {password, decoded[1], f"{user}:{password}", ":".join(decoded), auth.split()[1]}
+    echo = f"Proxy-Authorization: {auth}; proxy {proxy}; password {decoded[1]}"
+    # A proxy whose error pages echo what it was sent, as plain text and as JSON.
+    proxy_server.script += [
+        reply(407, echo),
+        reply(502, {"message": "bad gateway", "detail": {"proxy": proxy}}),
+        reply(502, {"message": echo}),
+    ]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+
+    c = IronClient(base_url=iron_server.url, proxy=proxy, max_retries=1, backoff_factor=0)
+    tunnel = IronClient(
+        base_url=iron_server.url.replace("http://", "https://"), proxy=proxy, max_retries=0
+    )
+    unreachable = IronClient(
+        base_url=iron_server.url,
+        proxy=proxy.replace(urlsplit(proxy).netloc.rpartition(":")[2], str(closed_port)),
+        max_retries=1,
+        backoff_factor=0,
+    )
+    errors: list[IronAPIError] = []
+    with caplog.at_level(logging.DEBUG):
+        for call, expected in (
+            (lambda: c.get_customer(CUSTOMER_ID), IronAPIError),  # 407 from the proxy
+            (lambda: c.get_customer(CUSTOMER_ID), IronTransientError),  # 502, retried: 502
+            (lambda: tunnel.get_customer(CUSTOMER_ID), IronTransientError),  # CONNECT refused
+            (lambda: unreachable.get_customer(CUSTOMER_ID), IronTransientError),
+        ):
+            with pytest.raises(expected) as info:
+                call()
+            errors.append(info.value)
+
+    assert [e.status for e in errors] == [407, 502, None, None]
+    assert "ProxyError" in errors[2].message
+    assert "ProxyError" in errors[3].message
+    assert "********" in errors[0].message
+    assert "********" in errors[0].body
+    assert "********" in errors[1].message
+    assert errors[1].body is None  # JSON that held a secret is dropped, as for the API key
+    assert caplog.records, "nothing was logged: the scan would prove nothing"
+    shown = [caplog.text, repr(c), str(c), repr(tunnel), repr(unreachable)]
+    for error in errors:
+        shown += [str(error), repr(error), repr(error.body), repr(error.__dict__)]
+        assert error.__context__ is None
+        assert error.__cause__ is None
+    for secret in secrets:
+        assert not [text for text in shown if secret in text], secret
+    assert iron_server.seen == []  # every request ended at the proxy
+
+
+@pytest.fixture
+def self_signed_certificate(tmp_path) -> tuple[str, str]:
+    """``(certificate, key)`` files for 127.0.0.1, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_ca_bundle_verifies_a_private_certificate_that_certifi_refuses(
+    self_signed_certificate,
+):
+    cert, key = self_signed_certificate
+
+    class Handler(RecordingHandler):
+        def do_GET(self) -> None:
+            reply(200, {"id": CUSTOMER_ID})(self)
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    with serving(Handler, tls) as url:
+        with override_settings(IRON_KYC_CA_BUNDLE=cert):
+            assert client(base_url=url).get_customer(CUSTOMER_ID) == {"id": CUSTOMER_ID}
+        for bundle in (None, False):
+            with (
+                override_settings(IRON_KYC_CA_BUNDLE=bundle),
+                pytest.raises(IronTransientError, match="SSLError"),
+            ):
+                client(base_url=url, max_retries=0).get_customer(CUSTOMER_ID)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -27,6 +28,8 @@ def test_defaults(bare_settings):
     assert iron_settings.TIMEOUT == (5.0, 30.0)
     assert iron_settings.API_VERSION is None
     assert iron_settings.SUB_PARTNER_ID is None
+    assert iron_settings.PROXY is None
+    assert iron_settings.CA_BUNDLE is None
     assert iron_settings.MAX_RETRIES == 2
     assert iron_settings.RETRY_BACKOFF == 0.5
     assert iron_settings.RETRY_AFTER_MAX == 10.0
@@ -136,6 +139,31 @@ def test_optional_headers_are_none_when_empty():
         assert iron_settings.SUB_PARTNER_ID is None
     with override_settings(IRON_KYC_API_VERSION="2026-07-01"):
         assert iron_settings.API_VERSION == "2026-07-01"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("http://proxy.internal:3128", "http://proxy.internal:3128")],
+)
+def test_proxy_is_a_url_or_none(value, expected):
+    with override_settings(IRON_KYC_PROXY=value):
+        assert iron_settings.PROXY == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        # False cannot turn verification off: it reads as "no bundle of my own" (and E015).
+        (False, None),
+        ("/etc/ssl/private-ca.pem", "/etc/ssl/private-ca.pem"),
+        (Path("/etc/ssl/private-ca.pem"), "/etc/ssl/private-ca.pem"),
+    ],
+)
+def test_ca_bundle_is_a_path_or_none(value, expected):
+    with override_settings(IRON_KYC_CA_BUNDLE=value):
+        assert iron_settings.CA_BUNDLE == expected
 
 
 def test_durations_are_read_as_seconds():
