@@ -651,13 +651,19 @@ class DrainScheduler:
         # Imported here: the view must not need Celery's app loaded to import.
         from .tasks import process_received_webhooks
 
+        options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
         try:
-            # retry=False: with the broker down, answer Iron now rather than hang in
-            # kombu's publish retries; the delivery is stored and the sweep has it.
-            if countdown > 0:
-                process_received_webhooks.apply_async(countdown=countdown, retry=False)
-            else:
-                process_received_webhooks.apply_async(retry=False)
+            app = process_received_webhooks.app
+            if app.conf.task_always_eager:
+                process_received_webhooks.apply_async(retry=False, **options)
+                return
+            # With the broker down, answer Iron now; the delivery is stored and the sweep
+            # has it. retry=False stops kombu's publish retries, but not its connection
+            # retries (for broker_connection_timeout: 6 s with Celery's defaults), so
+            # connect first, once.
+            with app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=0)
+                process_received_webhooks.apply_async(retry=False, producer=producer, **options)
         except Exception:
             self.reset()
             logger.warning(
