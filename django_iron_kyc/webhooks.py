@@ -612,7 +612,9 @@ class DrainScheduler:
     nothing. Each delivery is committed before it asks, so the drain that runs after the
     window ends finds every delivery of the window. A drain that cannot be sent (broker
     down) is logged and the next delivery tries again; the webhook sweep
-    (:func:`retry_deliveries`) processes whatever was stored meanwhile.
+    (:func:`retry_deliveries`) processes whatever was stored meanwhile. With Celery's
+    ``task_always_eager`` (no broker, and a countdown is not waited for) every delivery
+    runs a drain at once.
 
     One instance per process (:data:`drain_scheduler`); thread-safe.
     """
@@ -628,6 +630,13 @@ class DrainScheduler:
 
     def request(self) -> None:
         """A delivery was committed: make sure a drain will run after now."""
+        # Imported here: the view must not need Celery's app loaded to import.
+        from .tasks import process_received_webhooks
+
+        if process_received_webhooks.app.conf.task_always_eager:
+            # An eager drain runs when sent, whatever its countdown: one per delivery.
+            self._send(0.0)
+            return
         now = self.clock()
         with self._lock:
             if now >= self._window_end:

@@ -601,6 +601,25 @@ def test_eager_celery_drains_the_delivery_after_commit(
     assert iron_signals.names() == APPROVED
 
 
+@pytest.mark.usefixtures("deferred")
+def test_eager_celery_drains_every_delivery_of_a_window(
+    deliver: Callable[..., Any],
+    db: None,
+    iron_signals: SignalRecorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An eager drain runs when it is sent, whatever its countdown: none may be left for the
+    end of the window (a host project's tests send several deliveries within a second)."""
+    monkeypatch.setattr(drain_scheduler, "clock", FakeClock())  # all within one window
+    identifications = [IdentificationFactory(iron_created_at=LONG_AGO) for _ in range(4)]
+
+    responses = [deliver(identification_event(i)) for i in identifications]
+
+    assert [r.json() for r in responses] == [{"outcome": "received"}] * 4
+    assert set(WebhookDelivery.objects.values_list("outcome", flat=True)) == {Outcome.PROCESSED}
+    assert sorted(i.pk for i in approved(iron_signals)) == sorted(i.pk for i in identifications)
+
+
 @pytest.mark.celery_worker
 @pytest.mark.django_db(transaction=True)
 def test_worker_drains_a_deferred_delivery(
