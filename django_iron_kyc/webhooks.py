@@ -612,7 +612,9 @@ class DrainScheduler:
     nothing. Each delivery is committed before it asks, so the drain that runs after the
     window ends finds every delivery of the window. A drain that cannot be sent (broker
     down) is logged and the next delivery tries again; the webhook sweep
-    (:func:`retry_deliveries`) processes whatever was stored meanwhile.
+    (:func:`retry_deliveries`) processes whatever was stored meanwhile. With Celery's
+    ``task_always_eager`` (no broker, and a countdown is not waited for) every delivery
+    runs a drain at once.
 
     One instance per process (:data:`drain_scheduler`); thread-safe.
     """
@@ -628,6 +630,13 @@ class DrainScheduler:
 
     def request(self) -> None:
         """A delivery was committed: make sure a drain will run after now."""
+        # Imported here: the view must not need Celery's app loaded to import.
+        from .tasks import process_received_webhooks
+
+        if process_received_webhooks.app.conf.task_always_eager:
+            # An eager drain runs when sent, whatever its countdown: one per delivery.
+            self._send(0.0)
+            return
         now = self.clock()
         with self._lock:
             if now >= self._window_end:
@@ -651,13 +660,19 @@ class DrainScheduler:
         # Imported here: the view must not need Celery's app loaded to import.
         from .tasks import process_received_webhooks
 
+        options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
         try:
-            # retry=False: with the broker down, answer Iron now rather than hang in
-            # kombu's publish retries; the delivery is stored and the sweep has it.
-            if countdown > 0:
-                process_received_webhooks.apply_async(countdown=countdown, retry=False)
-            else:
-                process_received_webhooks.apply_async(retry=False)
+            app = process_received_webhooks.app
+            if app.conf.task_always_eager:
+                process_received_webhooks.apply_async(retry=False, **options)
+                return
+            # With the broker down, answer Iron now; the delivery is stored and the sweep
+            # has it. retry=False stops kombu's publish retries, but not its connection
+            # retries (for broker_connection_timeout: 6 s with Celery's defaults), so
+            # connect first, once.
+            with app.producer_or_acquire() as producer:
+                producer.connection.ensure_connection(max_retries=0)
+                process_received_webhooks.apply_async(retry=False, producer=producer, **options)
         except Exception:
             self.reset()
             logger.warning(

@@ -7,7 +7,9 @@ one delivery acted on and one set of signals.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -39,33 +41,40 @@ def _identification() -> Identification:
     return IdentificationFactory(iron_created_at=LONG_AGO)
 
 
-def _post_together(requests: list[tuple[bytes, dict[str, str]]]) -> list[Any]:
-    """POST every (body, headers) from its own thread and connection, all released at once."""
-    barrier = threading.Barrier(len(requests))
-    responses: list[Any] = [None] * len(requests)
+def run_together(*targets: Callable[[], Any]) -> list[Any]:
+    """Call every target from its own thread and connection, all released at once; return
+    what each returned, in order."""
+    barrier = threading.Barrier(len(targets))
+    results: list[Any] = [None] * len(targets)
     errors: list[BaseException] = []
 
-    def run(index: int, body: bytes, headers: dict[str, str]) -> None:
+    def run(index: int, target: Callable[[], Any]) -> None:
         try:
-            client = Client(enforce_csrf_checks=True)
             barrier.wait(timeout=30)
-            responses[index] = post(client, body, headers)
+            results[index] = target()
         except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [
-        threading.Thread(target=run, args=(i, body, headers))
-        for i, (body, headers) in enumerate(requests)
-    ]
+    threads = [threading.Thread(target=run, args=(i, t)) for i, t in enumerate(targets)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
     assert not errors, errors
     assert all(not thread.is_alive() for thread in threads)
-    return responses
+    return results
+
+
+def _post_together(requests: list[tuple[bytes, dict[str, str]]]) -> list[Any]:
+    """POST every (body, headers) from its own thread and connection, all released at once."""
+    return run_together(
+        *(
+            functools.partial(post, Client(enforce_csrf_checks=True), body, headers)
+            for body, headers in requests
+        )
+    )
 
 
 @pytest.mark.parametrize("round_", range(ROUNDS))
