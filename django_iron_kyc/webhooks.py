@@ -553,7 +553,8 @@ def _store_for_later(
 
     The shape is checked here so that a body Iron should not resend still gets its 400 at
     once (stored with outcome ``invalid``, as inline). Anything else is stored as
-    ``received``, with what the body says filled in, and answered ``received``.
+    ``received``, with what the body says filled in, and answered ``received``; a
+    ``webhook-id`` that failed before is made ``received`` again, for the drain.
     """
     new = WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at)
     try:
@@ -570,6 +571,12 @@ def _store_for_later(
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
             return row, Outcome.INVALID if row.outcome == Outcome.INVALID else Outcome.DUPLICATE
+        if row.outcome == Outcome.FAILED:
+            # Iron resends what failed: the drain acts on it again now, as inline processing
+            # would, rather than at the sweep's next backoff step.
+            WebhookDelivery.objects.filter(pk=row.pk, outcome=Outcome.FAILED).update(
+                outcome=Outcome.RECEIVED
+            )
     if row.outcome == Outcome.INVALID:
         logger.info("Iron webhook delivery %s has an invalid body: %s", row.pk, row.error)
         return row, Outcome.INVALID

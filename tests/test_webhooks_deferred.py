@@ -859,6 +859,31 @@ def test_sweep_retry_of_a_failed_delivery_applies_it_once(
     assert iron_signals.names() == APPROVED
 
 
+@pytest.mark.usefixtures("deferred")
+def test_irons_resend_of_a_failed_delivery_is_drained_again_at_once(
+    deliver: Callable[..., Any],
+    drain: Callable[[], SweepResult],
+    identification: Identification,
+    iron_signals: SignalRecorder,
+    sent_drains: list[dict[str, Any]],
+) -> None:
+    event = identification_event(identification)
+    assert deliver(event, webhook_id="msg_failed").status_code == 200
+    with mock.patch.object(webhooks, "_act", _boom):
+        assert drain().outcomes == Counter({"failed": 1})
+    drain_scheduler.reset()
+
+    answer = deliver(event, webhook_id="msg_failed")
+
+    assert (answer.status_code, answer.json()) == (200, {"outcome": "received"})
+    assert WebhookDelivery.objects.get().outcome == Outcome.RECEIVED
+    assert countdowns(sent_drains) == [None, None]
+    assert drain().outcomes == Counter({"processed": 1})
+    row = WebhookDelivery.objects.get()
+    assert (row.outcome, row.attempts) == (Outcome.PROCESSED, 2)
+    assert iron_signals.names() == APPROVED
+
+
 def test_sweep_limit_says_more(db: None) -> None:
     for _ in range(3):
         store(at=NOW)
