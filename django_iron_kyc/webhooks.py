@@ -621,7 +621,7 @@ class DrainScheduler:
     down) is logged and the next delivery tries again; the webhook sweep
     (:func:`retry_deliveries`) processes whatever was stored meanwhile. With Celery's
     ``task_always_eager`` (no broker, and a countdown is not waited for) every delivery
-    runs a drain at once.
+    runs a drain at once (eagerness is looked up when a window opens).
 
     One instance per process (:data:`drain_scheduler`); thread-safe.
     """
@@ -634,21 +634,20 @@ class DrainScheduler:
         self._lock = threading.Lock()
         self._window_end = -math.inf
         self._trailing = False
+        self._eager = False
 
     def request(self) -> None:
         """A delivery was committed: make sure a drain will run after now."""
-        # Imported here: the view must not need Celery's app loaded to import.
-        from .tasks import process_received_webhooks
-
-        if process_received_webhooks.app.conf.task_always_eager:
-            # An eager drain runs when sent, whatever its countdown: one per delivery.
-            self._send(0.0)
-            return
         now = self.clock()
         with self._lock:
             if now >= self._window_end:
                 self._window_end = now + self.window
                 self._trailing = False
+                # Looked up once a window: Celery's settings cost more than the rest here.
+                self._eager = _drain_runs_eagerly()
+                countdown = 0.0
+            elif self._eager:
+                # An eager drain runs when sent, whatever its countdown: one per delivery.
                 countdown = 0.0
             elif not self._trailing:
                 self._trailing = True
@@ -688,6 +687,13 @@ class DrainScheduler:
                 "(django_iron_kyc.tasks.retry_webhook_deliveries) processes them.",
                 exc_info=True,
             )
+
+
+def _drain_runs_eagerly() -> bool:
+    # Imported here: the view must not need Celery's app loaded to import.
+    from .tasks import process_received_webhooks
+
+    return bool(process_received_webhooks.app.conf.task_always_eager)
 
 
 drain_scheduler = DrainScheduler()
