@@ -82,3 +82,35 @@ def test_step_up_webhook_of_an_older_identification_is_not_a_5xx_forever(
     answers = [send_iron_webhook(delivery).status_code for _ in range(3)]
 
     assert answers[-1] == 200, answers  # was [500, 500, 500]: Iron retries it forever
+
+
+def test_refresh_adopts_the_newest_identification_while_iron_steps_up_an_older_one(
+    iron: FakeIron,
+) -> None:
+    """X expired here; Iron moves X back to Processed and makes Y elsewhere; one refresh.
+
+    Iron counts Y (the newest). The refresh applied X's step-up first (X in flight again,
+    as nothing newer was tracked yet), then could not adopt Y ("another identification is
+    in flight"): Y stayed unknown, X counted here, until a second refresh.
+    """
+    customer = services.create_customer(email="ada@example.com")
+    older = started(customer)
+    iron.set_identification_status(older.iron_id, "Expired", notify=False)
+    services.refresh_customer(customer)
+    older.refresh_from_db()
+    assert older.status == "Expired"
+    iron.set_identification_status(older.iron_id, "Processed", notify=False)
+    newest = iron.add_identification(customer.iron_id)
+
+    services.refresh_customer(customer)
+
+    tracked = Identification.objects.filter(customer=customer)
+    assert {str(i) for i in tracked.values_list("iron_id", flat=True)} == {
+        str(older.iron_id),
+        newest["id"],
+    }
+    (counted,) = Identification.objects.in_flight().filter(customer=customer)
+    assert str(counted.iron_id) == newest["id"]
+    older.refresh_from_db()
+    assert older.status == "Processed"
+    assert older.superseded_at is not None
