@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 
-from django_iron_kyc import services
-from django_iron_kyc.models import Customer, Identification
+from django_iron_kyc import services, webhooks
+from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -114,3 +116,45 @@ def test_refresh_adopts_the_newest_identification_while_iron_steps_up_an_older_o
     older.refresh_from_db()
     assert older.status == "Processed"
     assert older.superseded_at is not None
+
+
+@pytest.mark.usefixtures("deferred")
+def test_deferred_delivery_that_failed_is_acted_on_when_iron_sends_it_again(
+    iron: FakeIron,
+    send_iron_webhook: WebhookSender,
+    iron_signals: SignalRecorder,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acting on a stored delivery failed; Iron sends it again and is answered ``received``.
+
+    The drain acts only on ``received`` deliveries, and the row stayed ``failed``: the
+    drain that ran after the answer left it to the webhook sweep's backoff, and once the
+    sweep's attempts were used up (one here) nobody ever acted on it, although the answer
+    told Iron it would be, "moments later".
+    """
+    settings.IRON_KYC_WEBHOOK_MAX_ATTEMPTS = 1
+    row = started(services.create_customer(email="ada@example.com"))
+    iron.outbox.clear()
+    iron.set_identification_status(row.iron_id, "Approved")
+    (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
+
+    def fails(row: WebhookDelivery, event: webhooks.WebhookEvent) -> str:
+        raise OperationalError("could not serialize access (injected)")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(webhooks, "_act", fails)
+        assert send_iron_webhook(delivery).json() == {"outcome": "received"}
+    stored = WebhookDelivery.objects.get(webhook_id=delivery.webhook_id)
+    assert (stored.outcome, stored.attempts) == ("failed", 1)
+
+    again = send_iron_webhook(delivery)  # the same webhook-id; the drain runs after it
+
+    assert again.json() == {"outcome": "received"}
+    stored.refresh_from_db()
+    assert (stored.outcome, stored.attempts) == ("processed", 2)
+    row.refresh_from_db()
+    assert row.status == "Approved"
+    assert [
+        kw["identification"].pk for kw in iron_signals.kwargs_of("identification_approved")
+    ] == [row.pk]
