@@ -20,10 +20,12 @@ and the webhook sweep acts on it once the retry delay has passed.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from celery import Celery
@@ -142,12 +144,21 @@ def test_webhook_while_the_database_is_down_gets_5xx_and_iron_retry_applies_it_o
     pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
 
 
-def run_webhook_sweep_after_the_retry_delay(time_machine: Any) -> dict[str, Any]:
-    time_machine.move_to(
-        timezone.now() + iron_settings.WEBHOOK_RETRY_DELAY + timedelta(seconds=1), tick=False
-    )
-    result: dict[str, Any] = tasks.retry_webhook_deliveries.apply().get()
-    return result
+def run_webhook_sweep(time_machine: Any | None = None) -> dict[str, Any]:
+    """The webhook sweep's task, run here; with ``time_machine``, once the retry delay passed.
+
+    Its result is read without ``EagerResult.get()``: that refuses to run while Celery's
+    process-wide "inside a task" flag is set, and eager tasks run on several threads at
+    once (test_races.py) leave it set.
+    """
+    if time_machine is not None:
+        time_machine.move_to(
+            timezone.now() + iron_settings.WEBHOOK_RETRY_DELAY + timedelta(seconds=1), tick=False
+        )
+    result = tasks.retry_webhook_deliveries.apply()
+    assert result.successful(), result.traceback
+    swept: dict[str, Any] = result.result
+    return swept
 
 
 def assert_acted_on_once(row: Identification, delivery: Delivery, signals: SignalRecorder) -> None:
@@ -187,28 +198,36 @@ def test_deferred_webhook_while_the_database_is_down_is_refused_or_stored_and_ac
         else:
             assert first.json() == {"outcome": "received"}, (works_for, first.content)
             assert stored.exists()
-            run_webhook_sweep_after_the_retry_delay(time_machine)
+            run_webhook_sweep(time_machine)
         assert_acted_on_once(row, delivery, iron_signals)
     pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
 
 
 @contextlib.contextmanager
 def broker_down() -> Iterator[Celery]:
-    """Celery, not eager, on a Redis port where nothing listens, current while in use."""
-    app = Celery("iron_kyc_broker_down", set_as_current=False)
-    app.conf.update(
-        broker_url="redis://127.0.0.1:1/0",
-        task_always_eager=False,
-        broker_connection_timeout=1,
-        broker_connection_retry=False,
-        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
-    )
-    app.set_current()
-    try:
-        yield app
-    finally:
-        test_app.set_current()
-        app.close()
+    """Celery, not eager, on a Redis port where nothing listens, current while in use.
+
+    Without CELERY_BROKER_URL in the environment meanwhile: Celery takes it over any
+    broker_url setting, so with it set (as in CI) the broker would be up.
+    """
+    dead = "redis://127.0.0.1:1/0"
+    with mock.patch.dict(os.environ):
+        os.environ.pop("CELERY_BROKER_URL", None)
+        app = Celery("iron_kyc_broker_down", set_as_current=False)
+        app.conf.update(
+            broker_url=dead,
+            task_always_eager=False,
+            broker_connection_timeout=1,
+            broker_connection_retry=False,
+            task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+        )
+        assert app.conf.broker_write_url == dead
+        app.set_current()
+        try:
+            yield app
+        finally:
+            test_app.set_current()
+            app.close()
 
 
 def test_start_identification_with_the_broker_down_keeps_the_intent_and_the_sweep_creates_it(
@@ -263,8 +282,8 @@ def test_deferred_webhook_with_the_broker_down_is_answered_at_once_and_the_sweep
     assert not iron_signals.kwargs_of("identification_status_changed")
 
     # The broker is back (eager here). The sweep leaves it to the drain for the retry delay.
-    assert tasks.retry_webhook_deliveries.apply().get() == {"outcomes": {}, "more": False}
-    swept = run_webhook_sweep_after_the_retry_delay(time_machine)
+    assert run_webhook_sweep() == {"outcomes": {}, "more": False}
+    swept = run_webhook_sweep(time_machine)
 
     assert swept == {"outcomes": {"processed": 1}, "more": False}
     assert_acted_on_once(row, delivery, iron_signals)

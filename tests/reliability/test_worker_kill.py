@@ -34,15 +34,14 @@ from typing import Any
 import pytest
 from celery import Celery
 from django.db import connection, transaction
-from django.utils import timezone
 
 from django_iron_kyc import services, tasks
-from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 from tests.celery import app as test_app
 from tests.reliability.gate import Gate
+from tests.reliability.test_outages import run_webhook_sweep
 from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
 
 # Database 7 unless told otherwise; other runs may share it: only this test's queue and
@@ -342,11 +341,7 @@ def test_worker_killed_while_draining_webhooks_acts_on_the_delivery_once(
     assert row.status == "Pending"
 
     if who_acts == "the webhook sweep":
-        time_machine.move_to(timezone.now() + iron_settings.WEBHOOK_RETRY_DELAY, tick=True)
-        assert tasks.retry_webhook_deliveries.apply().get() == {
-            "outcomes": {"processed": 1},
-            "more": False,
-        }
+        assert run_webhook_sweep(time_machine) == {"outcomes": {"processed": 1}, "more": False}
     second = workers.start()
     drained = workers.next_task()  # the drain, redelivered
     if who_acts == "the redelivered drain":
