@@ -1,7 +1,8 @@
 """Minimal reproductions of what the reliability state machine found, one test each.
 
 Each is written the way the state machine reached it, with the fake Iron and the public
-services only, so it reads as a scenario and stays a regression test once fixed.
+services only (and the machine's own fault where it injected one: a failure inside
+``webhooks._act``), so it reads as a scenario and stays a regression test once fixed.
 """
 
 from __future__ import annotations
