@@ -1022,6 +1022,18 @@ def _snapshot_in_flight(row: Mapping[str, Any]) -> bool:
     )
 
 
+def _steps_up(row: Mapping[str, Any], remote: RemoteIdentification | None) -> bool:
+    """Will applying ``remote`` take this terminal row back into flight (Iron's step-up)?"""
+    return (
+        remote is not None
+        and row["superseded_at"] is None
+        and row["failed_at"] is None
+        and row["status"] in Identification.TERMINAL_STATUSES
+        and normalize_identification_status(remote.status) not in Identification.TERMINAL_STATUSES
+        and _is_newer(remote.updated_at, row["iron_updated_at"])
+    )
+
+
 def _differs(row: Mapping[str, Any], remote: RemoteIdentification) -> bool:
     """Would applying ``remote`` change the row? (Decided without a query.)"""
     stored = row["iron_updated_at"]
@@ -1065,11 +1077,14 @@ def _sync_identifications(
         else:
             current = None
     if current is not None:
+        # Also the ones this listing steps up: applied while the current one is not
+        # tracked yet, they would be in flight and keep it from being adopted.
+        listed = {remote.iron_id: remote for remote in remotes}
         outdated = [
             row["pk"]
             for row in local_by_iron_id.values()
             if row["customer_id"] == customer_pk
-            and _snapshot_in_flight(row)
+            and (_snapshot_in_flight(row) or _steps_up(row, listed.get(row["iron_id"])))
             and row["iron_id"] != current.iron_id
         ]
         if outdated:

@@ -571,12 +571,12 @@ def _store_for_later(
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
             return row, Outcome.INVALID if row.outcome == Outcome.INVALID else Outcome.DUPLICATE
-        if row.outcome == Outcome.FAILED:
-            # Iron resends what failed: the drain acts on it again now, as inline processing
-            # would, rather than at the sweep's next backoff step.
-            WebhookDelivery.objects.filter(pk=row.pk, outcome=Outcome.FAILED).update(
-                outcome=Outcome.RECEIVED
-            )
+        # Iron's retry of a failed one: the drain acts on it again (it takes only
+        # 'received' ones), as inline processing would, even when the sweep's attempts
+        # are used up.
+        again = WebhookDelivery.objects.filter(pk=row.pk, outcome=Outcome.FAILED)
+        if row.outcome == Outcome.FAILED and again.update(outcome=Outcome.RECEIVED):
+            row.outcome = Outcome.RECEIVED
     if row.outcome == Outcome.INVALID:
         logger.info("Iron webhook delivery %s has an invalid body: %s", row.pk, row.error)
         return row, Outcome.INVALID

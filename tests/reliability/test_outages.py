@@ -3,29 +3,40 @@
 Database: a ``connection.execute_wrapper`` makes every query from the k-th one on raise
 ``OperationalError``, for k = 0, 1, 2, ... until a delivery gets through with no query
 failing, so the outage starts at every point of receiving, storing and processing one
-delivery. Each time Iron gets a 5xx; its retry (same ``webhook-id``, or a new one) with the
-database back must end in one stored delivery, the decision applied and one signal.
+delivery. Inline, each time Iron gets a 5xx; its retry (same ``webhook-id``, or a new one)
+with the database back must end in one stored delivery, the decision applied and one
+signal. Deferred (``IRON_KYC_WEBHOOK_PROCESSING = "deferred"``; Celery is eager, so the
+drain runs in the request once the delivery is stored): an outage from the first query
+on is a 5xx with nothing stored, and Iron's retry of the same delivery is stored and
+acted on; a later one is a 200 (stored), and the webhook sweep acts on it once the retry
+delay has passed. Either way: applied once, one signal.
 
-Broker: ``start_identification`` with Celery pointed at a Redis port nobody listens on. The
-intent must be stored and the caller must not crash; the sweep creates it later.
+Broker: Celery pointed at a Redis port nobody listens on. ``start_identification``: the
+intent must be stored and the caller must not crash; the sweep creates it later. A
+deferred webhook delivery: answered 200 (stored) as soon as the drain could not be sent,
+and the webhook sweep acts on it once the retry delay has passed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from celery import Celery
 from django.db import OperationalError, connection
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
-from django_iron_kyc import services
+from django_iron_kyc import services, tasks
 from django_iron_kyc.conf import iron_settings
-from django_iron_kyc.models import WebhookDelivery
+from django_iron_kyc.models import Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.fake import Delivery
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder
@@ -36,6 +47,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # Far more queries than one delivery takes: the loop stops at the first clean delivery.
 MAX_QUERIES = 60
+# Seconds. Kombu gives up connecting to the broker after broker_connection_timeout (1 s
+# in broker_down()), whether the publish may retry or not.
+ANSWER_WITHIN = 5
 
 
 @pytest.fixture
@@ -70,6 +84,26 @@ def post(delivery: Delivery, **headers: str) -> Any:
     )
 
 
+def approved_delivery(iron: FakeIron) -> tuple[Identification, Delivery]:
+    """A fresh identification here and at Iron, approved at Iron: its webhook delivery."""
+    row = mirror_identification(iron, mirror_customer(iron))
+    iron.set_identification_status(row.iron_id, "Approved")
+    (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
+    iron.outbox.clear()
+    return row, delivery
+
+
+def post_while_the_database_is_down(
+    iron: FakeIron, works_for: int
+) -> tuple[Identification, Delivery, DatabaseDown, Any]:
+    """A fresh approval delivered while queries after the first ``works_for`` fail."""
+    row, delivery = approved_delivery(iron)
+    down = DatabaseDown(works_for)
+    with connection.execute_wrapper(down):
+        response = post(delivery)
+    return row, delivery, down, response
+
+
 @pytest.mark.parametrize("retry", ["same webhook-id", "new webhook-id"])
 def test_webhook_while_the_database_is_down_gets_5xx_and_iron_retry_applies_it_once(
     iron: FakeIron, iron_signals: SignalRecorder, retry: str
@@ -81,14 +115,7 @@ def test_webhook_while_the_database_is_down_gets_5xx_and_iron_retry_applies_it_o
     """
     for works_for in range(MAX_QUERIES):
         iron_signals.clear()
-        row = mirror_identification(iron, mirror_customer(iron))
-        iron.set_identification_status(row.iron_id, "Approved")
-        (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
-        iron.outbox.clear()
-
-        down = DatabaseDown(works_for)
-        with connection.execute_wrapper(down):
-            first = post(delivery)
+        row, delivery, down, first = post_while_the_database_is_down(iron, works_for)
         if not down.failed:
             assert first.status_code == 200
             # The outage started at each query of the request before this one.
@@ -117,23 +144,90 @@ def test_webhook_while_the_database_is_down_gets_5xx_and_iron_retry_applies_it_o
     pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
 
 
+def run_webhook_sweep(time_machine: Any | None = None) -> dict[str, Any]:
+    """The webhook sweep's task, run here; with ``time_machine``, once the retry delay passed.
+
+    Its result is read without ``EagerResult.get()``: that refuses to run while Celery's
+    process-wide "inside a task" flag is set, and eager tasks run on several threads at
+    once (test_races.py) leave it set.
+    """
+    if time_machine is not None:
+        time_machine.move_to(
+            timezone.now() + iron_settings.WEBHOOK_RETRY_DELAY + timedelta(seconds=1), tick=False
+        )
+    result = tasks.retry_webhook_deliveries.apply()
+    assert result.successful(), result.traceback
+    swept: dict[str, Any] = result.result
+    return swept
+
+
+def assert_acted_on_once(row: Identification, delivery: Delivery, signals: SignalRecorder) -> None:
+    row.refresh_from_db()
+    assert row.status == "Approved"
+    stored = WebhookDelivery.objects.get(webhook_id=delivery.webhook_id)
+    assert stored.outcome == "processed", (stored.outcome, stored.error)
+    approved = [kw["identification"].pk for kw in signals.kwargs_of("identification_approved")]
+    assert approved == [row.pk], signals.names()
+
+
+@pytest.mark.usefixtures("deferred")
+def test_deferred_webhook_while_the_database_is_down_is_refused_or_stored_and_acted_on_once(
+    iron: FakeIron, iron_signals: SignalRecorder, time_machine: Any
+) -> None:
+    """Deferred, one decision delivered with the database failing from the k-th query on.
+
+    k = 0, the INSERT: a 5xx with nothing stored, and Iron's retry of the same delivery is
+    answered ``received`` and acted on. Any later k: stored, so a 200, and whatever the
+    outage left (the drain failed with it) the webhook sweep acts on after the retry delay.
+    """
+    for works_for in range(MAX_QUERIES):
+        iron_signals.clear()
+        row, delivery, down, first = post_while_the_database_is_down(iron, works_for)
+        stored = WebhookDelivery.objects.filter(webhook_id=delivery.webhook_id)
+        if not down.failed:
+            assert first.json() == {"outcome": "received"}
+            assert_acted_on_once(row, delivery, iron_signals)  # by the drain, in the request
+            # The outage started at each query of the request before this one.
+            assert works_for >= 5, works_for
+            return
+        if works_for == 0:
+            assert first.status_code >= 500, first.content
+            assert not stored.exists()  # so Iron must resend it
+            again = post(delivery)
+            assert again.json() == {"outcome": "received"}, again.content
+        else:
+            assert first.json() == {"outcome": "received"}, (works_for, first.content)
+            assert stored.exists()
+            run_webhook_sweep(time_machine)
+        assert_acted_on_once(row, delivery, iron_signals)
+    pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
+
+
 @contextlib.contextmanager
 def broker_down() -> Iterator[Celery]:
-    """Celery, not eager, on a Redis port where nothing listens, current while in use."""
-    app = Celery("iron_kyc_broker_down", set_as_current=False)
-    app.conf.update(
-        broker_url="redis://127.0.0.1:1/0",
-        task_always_eager=False,
-        broker_connection_timeout=1,
-        broker_connection_retry=False,
-        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
-    )
-    app.set_current()
-    try:
-        yield app
-    finally:
-        test_app.set_current()
-        app.close()
+    """Celery, not eager, on a Redis port where nothing listens, current while in use.
+
+    Without CELERY_BROKER_URL in the environment meanwhile: Celery takes it over any
+    broker_url setting, so with it set (as in CI) the broker would be up.
+    """
+    dead = "redis://127.0.0.1:1/0"
+    with mock.patch.dict(os.environ):
+        os.environ.pop("CELERY_BROKER_URL", None)
+        app = Celery("iron_kyc_broker_down", set_as_current=False)
+        app.conf.update(
+            broker_url=dead,
+            task_always_eager=False,
+            broker_connection_timeout=1,
+            broker_connection_retry=False,
+            task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+        )
+        assert app.conf.broker_write_url == dead
+        app.set_current()
+        try:
+            yield app
+        finally:
+            test_app.set_current()
+            app.close()
 
 
 def test_start_identification_with_the_broker_down_keeps_the_intent_and_the_sweep_creates_it(
@@ -162,3 +256,34 @@ def test_start_identification_with_the_broker_down_keeps_the_intent_and_the_swee
     assert request.idempotency_key == str(row.idempotency_key)
     changes = iron_signals.kwargs_of("identification_status_changed")
     assert [(kw["identification"].pk, kw["status"]) for kw in changes] == [(row.pk, "Pending")]
+
+
+@pytest.mark.usefixtures("deferred")
+def test_deferred_webhook_with_the_broker_down_is_answered_at_once_and_the_sweep_acts_on_it(
+    iron: FakeIron, iron_signals: SignalRecorder, time_machine: Any, caplog: Any
+) -> None:
+    row, delivery = approved_delivery(iron)
+
+    with broker_down():
+        started = time.monotonic()
+        answer = post(delivery)
+        took = time.monotonic() - started
+
+    assert answer.status_code == 200
+    assert answer.json() == {"outcome": "received"}
+    assert took < ANSWER_WITHIN, f"the answer waited {took:.1f}s for the broker"
+    assert "Could not enqueue the task that processes stored Iron webhook deliveries" in (
+        caplog.text
+    )
+    stored = WebhookDelivery.objects.get(webhook_id=delivery.webhook_id)
+    assert stored.outcome == "received"
+    row.refresh_from_db()
+    assert row.status == "Pending"
+    assert not iron_signals.kwargs_of("identification_status_changed")
+
+    # The broker is back (eager here). The sweep leaves it to the drain for the retry delay.
+    assert run_webhook_sweep() == {"outcomes": {}, "more": False}
+    swept = run_webhook_sweep(time_machine)
+
+    assert swept == {"outcomes": {"processed": 1}, "more": False}
+    assert_acted_on_once(row, delivery, iron_signals)

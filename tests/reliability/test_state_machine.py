@@ -6,6 +6,19 @@ moment) and a few customers created through ``services.create_customer``. Celery
 so ``start_identification`` creates at Iron right after its transaction commits, and the
 fake's webhook deliveries reach the real view through Django's test client.
 
+Each example runs in one webhook processing mode, drawn by Hypothesis
+(``IRON_KYC_WEBHOOK_PROCESSING``): ``inline``, where the view acts on a delivery before
+answering, or ``deferred``, where it only stores it (answer ``received``) and asks the
+app's drain scheduler for a drain. The scheduler runs on the machine's clock and its
+messages go to a queue here (the broker): a delivery is acted on only when a rule runs
+one (``drain``, the Celery task ``process_received_webhooks``), and a message may be lost
+(``lose_drain``); then the webhook sweep (``webhook_sweep``: ``retry_webhook_deliveries``
+once the clock has moved past ``IRON_KYC_WEBHOOK_RETRY_DELAY``) catches up. In either mode
+``next_processing_fails`` makes the next attempt to act on a delivery fail inside
+``webhooks._act`` (an ``OperationalError`` after the state was applied, so the rollback
+must take the change and its signals back): the delivery is recorded ``failed`` and answered
+5xx (inline) or left to the sweep's retries with backoff (deferred).
+
 Rules interleave, at random: starting and force-restarting identifications; transient
 faults on the next request (503, 500, 429, a connection dropped before or after Iron did
 the work); sandbox decisions; status moves at Iron (step-ups back to Pending included) and
@@ -28,12 +41,17 @@ After every step:
   from ``""`` to the stored status (one per actual change); each entry into Approved,
   Declined or Expired is followed by exactly one terminal signal, unless superseded; no
   superseded identification is ever signalled as approved; customers likewise;
-- every delivery answered 2xx or 5xx is stored under its ``webhook-id``, and nothing else.
+- every delivery answered 2xx or 5xx is stored under its ``webhook-id``, and nothing else;
+- deferred: no 5xx (nothing here makes storing fail), every delivery answered
+  ``received`` is stored, and a drain acts on every delivery answered ``received`` before
+  it ran (what the answer promises); inline: no drain is ever asked for.
 
 ``settle`` (a rule, and the end of every example): faults cleared, time passes so the sweep
-catches up, every delivery delivered (retried as Iron would), then a refresh of every
-customer; now every identification at Iron is known locally and its local status equals
-Iron's, and every customer's status too.
+catches up, every delivery delivered (retried as Iron would) and, deferred, every queued
+drain run and the clock moved until the webhook sweep has retried whatever is still
+``received`` or ``failed``; then a refresh of every customer (and the same again); now
+every identification at Iron is known locally and its local status equals Iron's, every
+customer's status too, and no delivery is left ``received`` or ``failed``.
 
 ``IRON_KYC_RELIABILITY_EXAMPLES`` and ``IRON_KYC_RELIABILITY_STEPS`` raise the bounds for a
 deep run; the counts are printed at the end of the pytest run.
@@ -50,10 +68,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any, TypeVar
+from unittest import mock
 
 import pytest
 import time_machine
+from celery import Task
 from celery import signals as celery_signals
+from django.db import OperationalError
 from django.test import override_settings
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -66,8 +87,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from django_iron_kyc import services, signals, tasks
-from django_iron_kyc.conf import iron_settings
+from django_iron_kyc import services, signals, tasks, webhooks
+from django_iron_kyc.conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
 from django_iron_kyc.exceptions import (
     IdentificationInFlightError,
     IronAPIError,
@@ -92,6 +113,8 @@ SIGNALLED_TERMINAL = {
     "Expired": "identification_expired",
 }
 FINAL_OUTCOMES = {"processed", "duplicate", "stale", "ignored", "unknown_object"}
+# Deferred: stored, to be acted on by the drain, or the sweep's retry after a failure.
+WAITING_OUTCOMES = {"received", "failed"}
 IRON_STATUSES = [
     "Processed",
     "PendingReview",
@@ -112,8 +135,13 @@ FAULTS: list[dict[str, Any]] = [
 CLOCK_STEPS = [1, 30, 61, 301, 3600, 6 * 3600, 25 * 3600]
 MAX_SKEW = 50  # seconds Iron's clock may drift from ours (within the app's 60 s allowance)
 MAX_ARMED_FAULTS = 3
+# Fewer injected processing failures per example than the webhook sweep makes attempts, so
+# its retries always get every delivery through.
+MAX_PROCESSING_FAILURES = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+ACT = webhooks._act  # the app's, which each example wraps (see IronMachine._act_or_fail)
 
 
 def normalized(status: str) -> str:
@@ -151,6 +179,24 @@ class WatchedFake(FakeIron):
     def in_flight_of(self, customer_id: str) -> list[str]:
         with self._lock:
             return [i["id"] for i in self._in_flight(customer_id)]
+
+
+class QueuedDrains(webhooks.DrainScheduler):
+    """The app's drain scheduler on the machine's clock; the broker is a list here.
+
+    What it sends is queued as the time (``time.time()``) from which a worker would run
+    it: the ``drain`` rule runs the first one (waiting for it to be due) and ``lose_drain``
+    drops one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(clock=time.time)
+        self.queue: list[float] = []
+        self.sent = 0
+
+    def _send(self, countdown: float) -> None:
+        self.sent += 1
+        self.queue.append(self.clock() + countdown)
 
 
 @dataclass(frozen=True)
@@ -242,10 +288,16 @@ class IronMachine(RuleBasedStateMachine):
         self.snapshot: dict[str, LocalRow] = {}
         self.task_failures: list[tuple[str, BaseException]] = []
         self._receivers: list[tuple[Any, str]] = []
+        self.mode = ""
+        self.drains = QueuedDrains()
+        self.awaiting_drain: dict[str, int] = {}  # answered received: the row's attempts then
+        self.fail_next_act = False
+        self.processing_failures = 0
 
     # --- setup and teardown -------------------------------------------------------------
 
     @initialize(
+        processing=st.sampled_from(WEBHOOK_PROCESSING_MODES),
         conflict_on_pending=st.booleans(),
         message_shape=st.sampled_from(["tagged", "flat"]),
         list_order=st.sampled_from(["newest", "oldest"]),
@@ -253,7 +305,12 @@ class IronMachine(RuleBasedStateMachine):
     )
     @guarded
     def setup(
-        self, conflict_on_pending: bool, message_shape: str, list_order: str, customers: int
+        self,
+        processing: str,
+        conflict_on_pending: bool,
+        message_shape: str,
+        list_order: str,
+        customers: int,
     ) -> None:
         # The clock stands still unless a rule moves it: replays behave the same. The fake's
         # clock runs on it too (plus its own drift).
@@ -266,12 +323,22 @@ class IronMachine(RuleBasedStateMachine):
             message_shape=message_shape,
             list_order=list_order,
         ).start()
+        self.mode = processing
+        MACHINE.modes[processing] += 1
         self.overrides = override_settings(
             **self.fake.django_settings(),
             IRON_KYC_MAX_RETRIES=0,
             IRON_KYC_SANDBOX_ACTIONS=True,
+            IRON_KYC_WEBHOOK_PROCESSING=processing,
         )
         self.overrides.enable()
+        # In both modes: inline, the view must never ask for a drain.
+        self.patches = [
+            mock.patch.object(webhooks, "drain_scheduler", self.drains),
+            mock.patch.object(webhooks, "_act", self._act_or_fail),
+        ]
+        for patch in self.patches:
+            patch.start()
         # A task failure is recorded through Celery's task_failure signal and fails the
         # step, also where the task ran from a robust on-commit hook (a webhook's refresh)
         # that would only log a propagated exception.
@@ -292,6 +359,8 @@ class IronMachine(RuleBasedStateMachine):
                 signal.disconnect(dispatch_uid=uid)
             if self.ready:
                 celery_app.conf.task_eager_propagates = self.propagates
+                for patch in reversed(self.patches):
+                    patch.stop()
                 self.overrides.disable()
                 self.fake.stop()
                 self.traveller.stop()
@@ -372,8 +441,21 @@ class IronMachine(RuleBasedStateMachine):
 
     # --- helpers ------------------------------------------------------------------------
 
+    @property
+    def deferred(self) -> bool:
+        return self.mode == WEBHOOK_DEFERRED
+
     def customer(self, index: int) -> Customer:
         return self.customers[index % len(self.customers)]
+
+    def _act_or_fail(self, row: WebhookDelivery, event: webhooks.WebhookEvent) -> str:
+        """``webhooks._act``, failing after it acted when ``next_processing_fails`` armed it."""
+        outcome = ACT(row, event)
+        if self.fail_next_act:
+            self.fail_next_act = False
+            MACHINE.acted[self.mode]["failures injected"] += 1
+            raise OperationalError("could not serialize access (injected into _act)")
+        return outcome
 
     def iron_ids(self) -> list[str]:
         # In creation order: ids are random, an order by id would differ between replays.
@@ -389,22 +471,32 @@ class IronMachine(RuleBasedStateMachine):
         self.delivered.append(delivery)
         (response,) = self.fake.deliver_webhooks(send=self.sender.send, deliveries=[delivery])
         code = response.status_code
+        answers = MACHINE.deliveries[self.mode]
         if code == 200:
             outcome = response.json()["outcome"]
-            assert outcome in FINAL_OUTCOMES, (outcome, delivery.event)
+            # Deferred: stored to be acted on later, or a repeat of one already acted on.
+            expected = {"received", "duplicate"} if self.deferred else FINAL_OUTCOMES
+            assert outcome in expected, (self.mode, outcome, delivery.event)
             self.accepted.add(delivery.webhook_id)
-            MACHINE.deliveries[outcome] += 1
+            if outcome == "received":
+                attempts = WebhookDelivery.objects.filter(webhook_id=delivery.webhook_id)
+                self.awaiting_drain[delivery.webhook_id] = attempts.values_list(
+                    "attempts", flat=True
+                ).get()
+            answers[outcome] += 1
         elif code >= 500:
+            # Nothing here makes storing fail: only acting on it can, and deferred does not.
+            assert not self.deferred, (code, response.content)
             # Processing failed (stored as failed): Iron retries the same delivery.
             self.failed_ids.add(delivery.webhook_id)
             self.retries.append((delivery, False))
-            MACHINE.deliveries[f"http {code}"] += 1
+            answers[f"http {code}"] += 1
         elif code == 401:
             # Only an expired timestamp may be refused: Iron signs it again when it retries.
             age = abs(time.time() - delivery.timestamp)
             assert age > iron_settings.WEBHOOK_TOLERANCE - 5, (response.json(), age)
             self.retries.append((delivery, True))
-            MACHINE.deliveries["http 401 (expired)"] += 1
+            answers["http 401 (expired)"] += 1
         else:
             raise AssertionError(f"webhook answered {code}: {response.content!r}")
 
@@ -437,11 +529,45 @@ class IronMachine(RuleBasedStateMachine):
         )
 
     @staticmethod
-    def sweep() -> None:
-        """The periodic task, run eagerly; its failure raised here."""
-        result = tasks.poll_pending_identifications.apply()
+    def run_task(task: Task) -> Any:
+        """Run a task eagerly, as a worker would; its failure raised here."""
+        result = task.apply()
         if result.failed():
             raise result.result
+        return result.result
+
+    def sweep(self) -> None:
+        """The periodic poll sweep."""
+        self.run_task(tasks.poll_pending_identifications)
+
+    def run_drain(self) -> None:
+        """A worker runs the first queued drain message, once it is due."""
+        due = self.drains.queue.pop(0)
+        if due > time.time():
+            self.clock.shift(timedelta(seconds=due - time.time()))
+        result = self.run_task(tasks.process_received_webhooks)
+        for outcome, n in result["outcomes"].items():
+            MACHINE.acted[self.mode][f"drain {outcome}"] += n
+        self.check_answered_received_acted_on()
+
+    def run_webhook_sweep(self) -> None:
+        result = self.run_task(tasks.retry_webhook_deliveries)
+        for outcome, n in result["outcomes"].items():
+            MACHINE.acted[self.mode][f"sweep {outcome}"] += n
+
+    def act_on_everything_stored(self) -> None:
+        """Every queued drain runs; then time passes until the sweep retries what is left."""
+        while self.drains.queue:
+            self.run_drain()
+        waiting = WebhookDelivery.objects.filter(outcome__in=WAITING_OUTCOMES)
+        attempts = list(waiting.values_list("attempts", flat=True))
+        if not attempts:
+            return
+        # A failed delivery is due its retry delay, doubled per attempt after the first,
+        # after it arrived (at the latest: now).
+        backoff = 2 ** max(0, max(attempts) - 1)
+        self.clock.shift(iron_settings.WEBHOOK_RETRY_DELAY * backoff + timedelta(seconds=1))
+        self.run_webhook_sweep()
 
     # --- rules: the app -----------------------------------------------------------------
 
@@ -602,6 +728,43 @@ class IronMachine(RuleBasedStateMachine):
         self.fake.outbox.pop(pick % len(self.fake.outbox))
         self.lost = True
 
+    # --- rules: acting on stored deliveries (the drain, the webhook sweep) ---------------
+
+    @precondition(lambda self: bool(self.drains.queue))
+    @rule()
+    @step
+    def drain(self) -> None:
+        self.run_drain()
+
+    # Deferred, every delivery waits for a drain: twice as likely as losing one.
+    @precondition(lambda self: bool(self.drains.queue))
+    @rule()
+    @step
+    def drain_another(self) -> None:
+        self.run_drain()
+
+    @precondition(lambda self: bool(self.drains.queue))
+    @rule(pick=st.integers(0, 50))
+    @step
+    def lose_drain(self, pick: int) -> None:
+        """The message is lost (a broker restart, a purge): nothing runs."""
+        self.drains.queue.pop(pick % len(self.drains.queue))
+
+    @rule()
+    @step
+    def webhook_sweep(self) -> None:
+        self.clock.shift(iron_settings.WEBHOOK_RETRY_DELAY + timedelta(seconds=1))
+        self.run_webhook_sweep()
+
+    @precondition(
+        lambda self: not self.fail_next_act and self.processing_failures < MAX_PROCESSING_FAILURES
+    )
+    @rule()
+    @step
+    def next_processing_fails(self) -> None:
+        self.fail_next_act = True
+        self.processing_failures += 1
+
     # --- rules: clocks ------------------------------------------------------------------
 
     @rule(seconds=st.sampled_from(CLOCK_STEPS))
@@ -627,15 +790,19 @@ class IronMachine(RuleBasedStateMachine):
         """No more faults, time passes, everything delivered, every customer refreshed."""
         MACHINE.settled += 1
         self.fake.clear_faults()
+        self.fail_next_act = False
         # The sweep catches up with intents whose task gave up.
         self.clock.shift(iron_settings.CREATE_RECOVERY_DELAY + timedelta(seconds=1))
         self.sweep()
         self.deliver_everything()
+        self.act_on_everything_stored()
         if not self.lost:
             self.check_local_equals_iron(known_only=True, when="after every delivery")
         for customer in self.customers:
             services.refresh_customer(customer)
         self.deliver_everything()
+        self.act_on_everything_stored()
+        self.check_nothing_left_waiting()
         for customer in self.customers:
             self.check_customer_fully_known(customer)
         self.check_local_equals_iron(known_only=False, when="after every delivery and a refresh")
@@ -695,6 +862,7 @@ class IronMachine(RuleBasedStateMachine):
         self.check_nothing_iron_created_is_lost(rows)
         self.check_signals(rows)
         self.check_deliveries_stored()
+        self.check_drains_asked_for_only_when_deferred()
         self.check_tasks_failed_only_for_iron_outages()
         self._take_snapshot(rows)
 
@@ -830,8 +998,51 @@ class IronMachine(RuleBasedStateMachine):
         stored = dict(WebhookDelivery.objects.values_list("webhook_id", "outcome"))
         assert self.accepted <= set(stored), f"accepted, not stored: {self.accepted - set(stored)}"
         assert set(stored) <= self.accepted | self.failed_ids, "stored a refused delivery"
+        allowed = FINAL_OUTCOMES | WAITING_OUTCOMES if self.deferred else FINAL_OUTCOMES
         for webhook_id in self.accepted:
-            assert stored[webhook_id] in FINAL_OUTCOMES, (webhook_id, stored[webhook_id])
+            assert stored[webhook_id] in allowed, (self.mode, webhook_id, stored[webhook_id])
+
+    def check_drains_asked_for_only_when_deferred(self) -> None:
+        assert self.deferred or not self.drains.sent, "inline processing asked for a drain"
+
+    def check_answered_received_acted_on(self) -> None:
+        """After a drain: it acted on every delivery answered ``received`` before it ran.
+
+        The answer promises it ("stored, to be acted on by a Celery task moments later"),
+        also for a delivery Iron sends again.
+        """
+        attempts = dict(
+            WebhookDelivery.objects.filter(webhook_id__in=self.awaiting_drain).values_list(
+                "webhook_id", "attempts"
+            )
+        )
+        not_acted_on = {
+            webhook_id: (before, attempts.get(webhook_id))
+            for webhook_id, before in self.awaiting_drain.items()
+            if attempts.get(webhook_id, 0) <= before
+        }
+        assert not not_acted_on, (
+            "answered received, not acted on by the drain that ran after "
+            f"(webhook-id: attempts when answered, now): {not_acted_on}; stored: "
+            + repr(
+                list(
+                    WebhookDelivery.objects.filter(webhook_id__in=not_acted_on).values(
+                        "webhook_id", "outcome", "attempts", "error"
+                    )
+                )
+            )
+        )
+        self.awaiting_drain.clear()
+
+    def check_nothing_left_waiting(self) -> None:
+        """After settling: no delivery is left ``received`` (or ``failed``)."""
+        waiting = list(
+            WebhookDelivery.objects.filter(outcome__in=WAITING_OUTCOMES).values(
+                "webhook_id", "outcome", "attempts", "error"
+            )
+        )
+        assert not waiting, f"{self.mode}: left to act on after settling: {waiting}"
+        self.awaiting_drain.clear()
 
     def _take_snapshot(self, rows: dict[int, dict[str, Any]] | None = None) -> None:
         if rows is None:

@@ -12,7 +12,11 @@ and one signal.
 
 - create, killed while its POST is held: Iron completes the held POST after the worker
   died (its answer lost), or drops it without doing anything;
-- poll sweep, killed while its list call is held: Iron answers to nobody.
+- poll sweep, killed while its list call is held: Iron answers to nobody;
+- the drain of deferred webhook deliveries (``process_received_webhooks``), killed while
+  acting on a delivery, before its transaction commits (the worker asks Iron for the
+  customer there, and that request is held): the redelivered drain, or the webhook sweep
+  before it, acts on the delivery, once.
 """
 
 from __future__ import annotations
@@ -29,13 +33,15 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from django.db import connection
+from django.db import connection, transaction
 
 from django_iron_kyc import services, tasks
-from django_iron_kyc.models import Identification
+from django_iron_kyc.models import Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 from tests.celery import app as test_app
 from tests.reliability.gate import Gate
+from tests.reliability.test_outages import run_webhook_sweep
 from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
 
 # Database 7 unless told otherwise; other runs may share it: only this test's queue and
@@ -49,6 +55,7 @@ BROKER_URL = os.environ.get(
 )
 WAIT = 60  # seconds; each step normally takes a few
 ROOT = Path(__file__).resolve().parents[2]
+CUSTOMER_PATH = r"^/api/customers/[^/]+$"
 
 
 def _redis() -> Any:
@@ -82,6 +89,7 @@ class Workers:
         self.redis = redis
         self.queue = f"iron-rel-{uuid.uuid4().hex[:8]}"
         self.signal_key = f"{self.queue}:signals"
+        self.task_key = f"{self.queue}:tasks"
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
         self.env = {
@@ -92,6 +100,7 @@ class Workers:
             "CELERY_BROKER_URL": BROKER_URL,
             "IRON_RELIABILITY_QUEUE": self.queue,
             "IRON_RELIABILITY_SIGNAL_KEY": self.signal_key,
+            "IRON_RELIABILITY_TASK_KEY": self.task_key,
             "IRON_KYC_BASE_URL": fake.base_url,
             "IRON_KYC_API_KEY": fake.api_key,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -149,9 +158,16 @@ class Workers:
         return _Current(self.producer)
 
     def next_signal(self) -> dict[str, Any]:
-        popped = self.redis.blpop([self.signal_key], timeout=WAIT)
+        return self._next(self.signal_key, "signal")
+
+    def next_task(self) -> dict[str, Any]:
+        """The next task a worker finished: ``{"task": name, "result": ...}``."""
+        return self._next(self.task_key, "finished task")
+
+    def _next(self, key: str, what: str) -> dict[str, Any]:
+        popped = self.redis.blpop([key], timeout=WAIT)
         if popped is None:
-            raise AssertionError(f"no signal from the worker in {WAIT}s; logs: {self.log_tail()}")
+            raise AssertionError(f"no {what} from the worker in {WAIT}s; logs: {self.log_tail()}")
         return json.loads(popped[1])
 
     def remaining_signals(self) -> list[dict[str, Any]]:
@@ -175,7 +191,7 @@ class Workers:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(WAIT)
-        self.redis.delete(self.queue, self.signal_key)
+        self.redis.delete(self.queue, self.signal_key, self.task_key)
         self.producer.close()
 
 
@@ -276,3 +292,84 @@ def test_worker_killed_during_a_poll_is_redelivered_and_signals_once(
     row.refresh_from_db()
     assert row.status == "Approved"
     assert len(fake_iron.requests_to("GET", LIST_PATH)) == 2
+
+
+def wait_for_the_killed_session(delivery: WebhookDelivery) -> None:
+    """Block until the killed worker's database session is gone, and its row lock with it.
+
+    Its transaction is rolled back when the server sees the connection close; until then a
+    drain or a sweep would skip the row as busy (``skip_locked``).
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '60s'")
+        WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+
+
+@pytest.mark.usefixtures("deferred")
+@pytest.mark.parametrize("who_acts", ["the redelivered drain", "the webhook sweep"])
+def test_worker_killed_while_draining_webhooks_acts_on_the_delivery_once(
+    fake_iron: FakeIron,
+    workers: Workers,
+    send_iron_webhook: WebhookSender,
+    iron_signals: SignalRecorder,
+    time_machine: Any,
+    who_acts: str,
+) -> None:
+    customer = mirror_customer(fake_iron)
+    row = mirror_identification(fake_iron, customer)
+    fake_iron.set_identification_status(row.iron_id, "Approved")
+    (delivery,) = [d for d in fake_iron.outbox if d.type == "identification_status"]
+    gate = Gate()
+    fake_iron.fail_next(method="GET", path=CUSTOMER_PATH, delay=gate)
+    workers.env["IRON_RELIABILITY_ASK_IRON_WHILE_ACTING"] = "1"
+    first = workers.start()
+    with workers.enqueue():
+        answer = send_iron_webhook(delivery)  # stored; the drain goes to the worker
+
+    assert answer.json() == {"outcome": "received"}
+    assert gate.reached.wait(WAIT), f"the worker never acted on it: {workers.log_tail()}"
+    workers.kill(first)  # after acting, before the commit
+    assert len(workers.unacknowledged()) == 1
+    gate.set()  # Iron answers a worker that no longer exists
+    stored = WebhookDelivery.objects.get(webhook_id=delivery.webhook_id)
+    wait_for_the_killed_session(stored)
+    stored.refresh_from_db()
+    assert (stored.outcome, stored.attempts) == ("received", 0)  # rolled back with it
+    row.refresh_from_db()
+    assert row.status == "Pending"
+
+    if who_acts == "the webhook sweep":
+        assert run_webhook_sweep(time_machine) == {"outcomes": {"processed": 1}, "more": False}
+    second = workers.start()
+    drained = workers.next_task()  # the drain, redelivered
+    if who_acts == "the redelivered drain":
+        changed = workers.next_signal()
+        approved = workers.next_signal()
+    workers.stop(second)
+
+    assert drained["task"] == "django_iron_kyc.tasks.process_received_webhooks"
+    if who_acts == "the redelivered drain":
+        assert drained["result"] == {"outcomes": {"processed": 1}, "more": False}
+        assert (changed["signal"], changed["pk"], changed["status"]) == (
+            "identification_status_changed",
+            row.pk,
+            "Approved",
+        )
+        assert (approved["signal"], approved["pk"]) == ("identification_approved", row.pk)
+        assert not iron_signals.kwargs_of("identification_approved")
+    else:
+        assert drained["result"] == {"outcomes": {}, "more": False}  # nothing left to do
+        assert [
+            kw["identification"].pk for kw in iron_signals.kwargs_of("identification_approved")
+        ] == [row.pk]
+    assert workers.remaining_signals() == []
+    assert workers.queue_is_empty()
+    stored.refresh_from_db()
+    assert (stored.outcome, stored.attempts) == ("processed", 1)
+    row.refresh_from_db()
+    assert row.status == "Approved"
+    assert len(fake_iron.requests_to("GET", CUSTOMER_PATH)) == (
+        2 if who_acts == "the redelivered drain" else 1
+    )
