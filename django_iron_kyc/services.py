@@ -289,11 +289,7 @@ def _apply_to_locked_identification(
             status,
             remote.iron_id,
         )
-    row.iron_id = remote.iron_id
-    if remote.updated_at is not None:
-        row.iron_updated_at = remote.updated_at
-    if remote.created_at is not None and row.iron_created_at is None:
-        row.iron_created_at = remote.created_at
+    _take_iron_identity(row, remote)
     if remote.url is not None:
         row.url = remote.url
     if remote.review_comment is not None:
@@ -349,6 +345,17 @@ def _supersede_if_replaced(row: Identification) -> None:
             row.iron_id,
             row.status,
         )
+
+
+def _take_iron_identity(
+    row: Identification | Customer, remote: RemoteIdentification | RemoteCustomer
+) -> None:
+    """Iron's id and timestamps onto the row (creation time only if not known yet)."""
+    row.iron_id = remote.iron_id
+    if remote.updated_at is not None:
+        row.iron_updated_at = remote.updated_at
+    if remote.created_at is not None and row.iron_created_at is None:
+        row.iron_created_at = remote.created_at
 
 
 def _is_stale(
@@ -443,11 +450,7 @@ def apply_customer_state(
                 remote.status,
                 remote.iron_id,
             )
-        row.iron_id = remote.iron_id
-        if remote.updated_at is not None:
-            row.iron_updated_at = remote.updated_at
-        if remote.created_at is not None and row.iron_created_at is None:
-            row.iron_created_at = remote.created_at
+        _take_iron_identity(row, remote)
         for field in ("email", "name", "external_id", "customer_type"):
             value = getattr(remote, field)
             if value is not None:
