@@ -43,6 +43,7 @@ from django_iron_kyc.webhooks import (
     retry_deliveries,
 )
 from tests.celery import app as test_app
+from tests.celery import broker_down as dead_broker
 from tests.test_celery_worker import Waiter, worker_app  # noqa: F401 (worker_app is a fixture)
 from tests.test_webhooks import (  # noqa: F401 (no_secrets_in_logs is an autouse fixture)
     INVALID_BODIES,
@@ -502,23 +503,14 @@ def test_drain_scheduler_many_threads_at_once_send_two_drains(
 
 
 @pytest.fixture
-def broker_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[Celery]:
+def broker_down() -> Iterator[Celery]:
     """A non-eager app, current in this thread, whose broker nothing listens to.
 
     Celery's default connection settings, as a host project has them (unlike
     tests/reliability's broker_down, which shortens them).
     """
-    # Celery prefers this variable to any broker_url (CI sets it to a live Redis).
-    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
-    app = Celery("iron_kyc_broker_down_test", set_as_current=False)
-    app.conf.update(broker_url="redis://127.0.0.1:1/0", task_always_eager=False)
-    assert app.conf.broker_url == "redis://127.0.0.1:1/0"
-    app.set_current()
-    try:
+    with dead_broker() as app:
         yield app
-    finally:
-        test_app.set_current()
-        app.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,12 +20,9 @@ and the webhook sweep acts on it once the retry delay has passed.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
 from celery import Celery
@@ -40,7 +37,7 @@ from django_iron_kyc.models import Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.fake import Delivery
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder
-from tests.celery import app as test_app
+from tests.celery import broker_down as dead_broker
 from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -203,31 +200,13 @@ def test_deferred_webhook_while_the_database_is_down_is_refused_or_stored_and_ac
     pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
 
 
-@contextlib.contextmanager
-def broker_down() -> Iterator[Celery]:
-    """Celery, not eager, on a Redis port where nothing listens, current while in use.
-
-    Without CELERY_BROKER_URL in the environment meanwhile: Celery takes it over any
-    broker_url setting, so with it set (as in CI) the broker would be up.
-    """
-    dead = "redis://127.0.0.1:1/0"
-    with mock.patch.dict(os.environ):
-        os.environ.pop("CELERY_BROKER_URL", None)
-        app = Celery("iron_kyc_broker_down", set_as_current=False)
-        app.conf.update(
-            broker_url=dead,
-            task_always_eager=False,
-            broker_connection_timeout=1,
-            broker_connection_retry=False,
-            task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
-        )
-        assert app.conf.broker_write_url == dead
-        app.set_current()
-        try:
-            yield app
-        finally:
-            test_app.set_current()
-            app.close()
+def broker_down() -> contextlib.AbstractContextManager[Celery]:
+    """The test kit's dead broker, with a 1-second connection timeout and no retries."""
+    return dead_broker(
+        broker_connection_timeout=1,
+        broker_connection_retry=False,
+        task_publish_retry_policy={"max_retries": 1, "interval_start": 0, "interval_step": 0.1},
+    )
 
 
 def test_start_identification_with_the_broker_down_keeps_the_intent_and_the_sweep_creates_it(
