@@ -52,6 +52,15 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 minute each."""
 
 
+# Every task: late acknowledgement, run again when its worker is lost, no result stored.
+_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+}
+
+
 def retry_countdown(retries: int, retry_after: float | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential backoff with jitter.
 
@@ -87,13 +96,7 @@ def _retry(task: Any, exc: IronTransientError, countdown: float) -> Exception:
     return retry
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    name="django_iron_kyc.tasks.create_identification",
-)
+@shared_task(name="django_iron_kyc.tasks.create_identification", **_TASK_OPTIONS)
 def create_identification(self: Any, identification_pk: int) -> str:
     """Create identification ``identification_pk`` at Iron (see ``services.submit_identification``).
 
@@ -135,13 +138,7 @@ def create_identification(self: Any, identification_pk: int) -> str:
     return "pending"
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    name="django_iron_kyc.tasks.refresh_customer",
-)
+@shared_task(name="django_iron_kyc.tasks.refresh_customer", **_TASK_OPTIONS)
 def refresh_customer(self: Any, customer_pk: int) -> None:
     """Fetch customer ``customer_pk`` and all its identifications from Iron and apply them.
 
@@ -161,13 +158,7 @@ def refresh_customer(self: Any, customer_pk: int) -> None:
         raise _retry(self, exc, countdown) from None
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    name="django_iron_kyc.tasks.poll_pending_identifications",
-)
+@shared_task(name="django_iron_kyc.tasks.poll_pending_identifications", **_TASK_OPTIONS)
 def poll_pending_identifications(self: Any) -> dict[str, int]:
     """The periodic sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
 
@@ -180,13 +171,7 @@ def poll_pending_identifications(self: Any) -> dict[str, int]:
     return services.poll_due_identifications().as_dict()
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    name="django_iron_kyc.tasks.process_received_webhooks",
-)
+@shared_task(name="django_iron_kyc.tasks.process_received_webhooks", **_TASK_OPTIONS)
 def process_received_webhooks(self: Any) -> dict[str, Any]:
     """Act on the stored webhook deliveries not processed yet (``IRON_KYC_WEBHOOK_PROCESSING
     = "deferred"``). The webhook view enqueues it; see ``webhooks.process_received_deliveries``.
@@ -202,13 +187,7 @@ def process_received_webhooks(self: Any) -> dict[str, Any]:
     return result.as_dict()
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    ignore_result=True,
-    name="django_iron_kyc.tasks.retry_webhook_deliveries",
-)
+@shared_task(name="django_iron_kyc.tasks.retry_webhook_deliveries", **_TASK_OPTIONS)
 def retry_webhook_deliveries(self: Any) -> dict[str, Any]:
     """The webhook sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
 
