@@ -38,7 +38,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='webhookdelivery',
-            index=models.Index(fields=['event_key'], name='iron_kyc_delivery_event_key'),
+            index=models.Index(condition=models.Q(('outcome', 'processed')), fields=['event_key'], name='iron_kyc_delivery_event_key'),
         ),
         migrations.AddIndex(
             model_name='webhookdelivery',
