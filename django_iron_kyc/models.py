@@ -249,15 +249,21 @@ class WebhookDelivery(models.Model):
         _("webhook id"), max_length=255, null=True, blank=True
     )
     signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
-    event_type = models.CharField(_("type"), max_length=64, blank=True)
+    # The columns a new delivery leaves empty have database defaults too (db_default), so
+    # webhooks._insert can leave them out of its INSERT; ``default`` is what Python sees.
+    event_type = models.CharField(_("type"), max_length=64, blank=True, default="", db_default="")
     event_timestamp = models.DateTimeField(_("event timestamp"), null=True, blank=True)
     customer_iron_id = models.UUIDField(_("customer Iron id"), null=True, blank=True)
     object_iron_id = models.UUIDField(_("object Iron id"), null=True, blank=True)
-    object_status = models.CharField(_("status in event"), max_length=64, blank=True)
+    object_status = models.CharField(
+        _("status in event"), max_length=64, blank=True, default="", db_default=""
+    )
     event_key = models.CharField(
         _("event key"),
         max_length=255,
         blank=True,
+        default="",
+        db_default="",
         help_text=_("type, object id, status and timestamp: the same event under a new id."),
     )
     body = models.TextField(_("raw body"))
@@ -266,10 +272,11 @@ class WebhookDelivery(models.Model):
         max_length=32,
         choices=Outcome.choices,
         default=Outcome.RECEIVED,
+        db_default=Outcome.RECEIVED,
     )
-    error = models.TextField(_("error"), blank=True)
-    traceback = models.TextField(_("traceback"), blank=True)
-    attempts = models.PositiveIntegerField(_("processing attempts"), default=0)
+    error = models.TextField(_("error"), blank=True, default="", db_default="")
+    traceback = models.TextField(_("traceback"), blank=True, default="", db_default="")
+    attempts = models.PositiveIntegerField(_("processing attempts"), default=0, db_default=0)
     received_at = models.DateTimeField(_("received"), default=timezone.now)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
 

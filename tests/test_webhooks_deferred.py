@@ -33,6 +33,7 @@ from django_iron_kyc.testing import build_event, encode_event
 from django_iron_kyc.testing.factories import IdentificationFactory
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 from django_iron_kyc.webhooks import (
+    _FILLED_BY_DATABASE,
     DrainScheduler,
     IronWebhookView,
     SweepResult,
@@ -184,13 +185,11 @@ def test_deferred_delivery_is_stored_received_then_the_drain_acts_on_it_once(
     assert row.webhook_id == "wh-deferred"
     assert row.body == encode_event(event).decode()
     assert row.outcome == Outcome.RECEIVED
-    assert row.event_type == "identification_status"
-    assert row.event_timestamp == datetime.fromisoformat(timestamp)
-    assert row.customer_iron_id == identification.customer.iron_id
-    assert row.object_iron_id == identification.iron_id
-    assert row.object_status == "Approved"
-    assert row.event_key == f"identification_status:{identification.iron_id}:Approved:{timestamp}"
-    assert (row.attempts, row.processed_at, row.error) == (0, None, "")
+    # Stored as it arrived: what the body says is filled in when the drain acts on it.
+    described = ("event_type", "event_timestamp", "customer_iron_id", "object_iron_id")
+    described += ("object_status", "event_key")
+    assert [getattr(row, name) for name in described] == ["", None, None, None, "", ""]
+    assert (row.attempts, row.processed_at, row.error, row.traceback) == (0, None, "", "")
     assert countdowns(sent_drains) == [None]  # on commit, at once
     assert iron_signals.names() == []
     identification.refresh_from_db()
@@ -209,6 +208,12 @@ def test_deferred_delivery_is_stored_received_then_the_drain_acts_on_it_once(
     row.refresh_from_db()
     assert (row.outcome, row.attempts) == (Outcome.PROCESSED, 1)
     assert row.processed_at is not None
+    assert row.event_type == "identification_status"
+    assert row.event_timestamp == datetime.fromisoformat(timestamp)
+    assert row.customer_iron_id == identification.customer.iron_id
+    assert row.object_iron_id == identification.iron_id
+    assert row.object_status == "Approved"
+    assert row.event_key == f"identification_status:{identification.iron_id}:Approved:{timestamp}"
     assert process_received_deliveries().outcomes == Counter()
 
 
@@ -225,7 +230,22 @@ def test_deferred_delivery_is_stored_with_one_sql_statement(
         sql = queries[0]["sql"]
         assert sql.startswith("INSERT INTO")
         assert "ON CONFLICT" in sql
+        # Only what the delivery brings: the database fills in the rest (db_default, NULL).
+        columns = sql[sql.index("(") + 1 : sql.index(")")].replace('"', "").split(", ")
+        assert columns == ["webhook_id", "signed_at", "body", "received_at"]
     assert WebhookDelivery.objects.filter(outcome=Outcome.RECEIVED).count() == 3
+
+
+def test_what_the_insert_leaves_to_the_database_is_what_python_would_have_set() -> None:
+    """A field left out of the INSERT must get there what ``Model()`` gives it in Python."""
+    fields = {f.attname: f for f in WebhookDelivery._meta.concrete_fields}
+    assert set(_FILLED_BY_DATABASE) == {
+        "webhook_id", "signed_at", "event_type", "event_timestamp", "customer_iron_id",
+        "object_iron_id", "object_status", "event_key", "outcome", "error", "traceback",
+        "attempts", "processed_at",
+    }  # fmt: skip
+    for name, filled in _FILLED_BY_DATABASE.items():
+        assert fields[name].get_default() == filled, name
 
 
 def test_deferred_delivery_asks_for_a_drain_only_once_it_is_committed(
