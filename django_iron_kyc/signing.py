@@ -39,6 +39,11 @@ class SignatureError(ValueError):
         super().__init__(reason)
 
 
+class MalformedSignatureError(SignatureError):
+    """The signature headers are missing or not in Iron's format (rather than stale or
+    not matching): the sender, not the signature, is at fault."""
+
+
 def secret_bytes(secret: str | bytes) -> bytes:
     """The HMAC key for a configured secret: ``whsec_`` secrets are base64-decoded."""
     if isinstance(secret, bytes):
@@ -65,22 +70,25 @@ def sign(secret: str | bytes, timestamp: str | int, body: bytes | str) -> str:
 
 
 def parse_timestamp(value: str | None) -> int:
-    """Parse ``webhook-timestamp`` (Unix seconds). Raises :class:`SignatureError`."""
+    """Parse ``webhook-timestamp`` (Unix seconds). Raises :class:`MalformedSignatureError`."""
     if value is None or value == "":
-        raise SignatureError(f"missing {TIMESTAMP_HEADER} header")
+        raise MalformedSignatureError(f"missing {TIMESTAMP_HEADER} header")
     value = value.strip()
     # isdigit() alone would let Unicode digits ("²", "١٢٣") through to int() and encode().
     if not (value.isascii() and value.isdigit()) or len(value) > 12:
-        raise SignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds")
+        raise MalformedSignatureError(f"{TIMESTAMP_HEADER} is not a Unix time in seconds")
     return int(value)
 
 
 def parse_signatures(header: str | None) -> list[str]:
-    """The hex digests in a ``webhook-signature`` header. Raises :class:`SignatureError`."""
+    """The hex digests in a ``webhook-signature`` header.
+
+    Raises :class:`MalformedSignatureError`.
+    """
     if header is None or not header.strip():
-        raise SignatureError(f"missing {SIGNATURE_HEADER} header")
+        raise MalformedSignatureError(f"missing {SIGNATURE_HEADER} header")
     if len(header) > MAX_SIGNATURE_HEADER_LENGTH:
-        raise SignatureError(f"{SIGNATURE_HEADER} header is too long")
+        raise MalformedSignatureError(f"{SIGNATURE_HEADER} header is too long")
     found: list[str] = []
     for part in header.split():
         version, sep, value = part.partition("=")
@@ -89,11 +97,11 @@ def parse_signatures(header: str | None) -> list[str]:
             found.append(value.strip().lower())
     if not found:
         if header.strip().startswith(f"{SIGNATURE_VERSION},"):
-            raise SignatureError(
+            raise MalformedSignatureError(
                 f"{SIGNATURE_HEADER} uses the Standard Webhooks 'v1,<base64>' form; "
                 "Iron signs as 'v1=<hex>'"
             )
-        raise SignatureError(f"{SIGNATURE_HEADER} has no 'v1=<hex>' signature")
+        raise MalformedSignatureError(f"{SIGNATURE_HEADER} has no 'v1=<hex>' signature")
     return found[:MAX_SIGNATURES]
 
 
@@ -110,6 +118,8 @@ def verify(
 
     The timestamp must be within ``tolerance`` seconds of ``now`` in either direction, and
     one of the signatures must match one of the secrets (compared in constant time).
+    Headers that are missing or malformed raise :class:`MalformedSignatureError` (a
+    subclass), checked before the time and the signatures.
     """
     keys = [secret_bytes(s) for s in secrets]
     if not keys:

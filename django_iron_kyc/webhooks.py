@@ -44,6 +44,7 @@ import contextlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 import traceback as traceback_module
@@ -444,11 +445,14 @@ _FILLED_BY_DATABASE: dict[str, Any] = {
     for f in _INSERT_FIELDS
     if f.has_db_default() or (f.null and not f.has_default())
 }
-_INSERT_SQL: dict[tuple[str, tuple[str, ...]], str] = {}  # by database vendor and columns
+# By database vendor, ON CONFLICT or not, and columns.
+_INSERT_SQL: dict[tuple[str, bool, tuple[str, ...]], str] = {}
 
 
-def _insert_sql(quote: Callable[[str], str], fields: Sequence[Field[Any, Any]]) -> str:
-    """``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING id`` for ``fields``."""
+def _insert_sql(
+    quote: Callable[[str], str], fields: Sequence[Field[Any, Any]], on_conflict: bool
+) -> str:
+    """``INSERT ... [ON CONFLICT (webhook_id) DO NOTHING] RETURNING id`` for ``fields``."""
     meta = WebhookDelivery._meta
 
     def name(column: str | None) -> str:
@@ -459,24 +463,28 @@ def _insert_sql(quote: Callable[[str], str], fields: Sequence[Field[Any, Any]]) 
     values = ", ".join(["%s"] * len(fields))
     table = quote(meta.db_table)
     webhook_id = name(meta.get_field("webhook_id").column)
+    conflict = f"ON CONFLICT ({webhook_id}) DO NOTHING " if on_conflict else ""
     # Only the model's own table and column names, quoted; every value is a parameter.
     return (
         f"INSERT INTO {table} ({columns}) VALUES ({values}) "  # noqa: S608
-        f"ON CONFLICT ({webhook_id}) DO NOTHING RETURNING {name(meta.pk.column)}"
+        f"{conflict}RETURNING {name(meta.pk.column)}"
     )
 
 
-def _insert(row: WebhookDelivery) -> WebhookDelivery | None:
-    """INSERT a new delivery row and return it, or ``None`` if its ``webhook-id`` is stored.
+def _insert(row: WebhookDelivery) -> tuple[WebhookDelivery, bool]:
+    """Store a new delivery row: ``(row, True)``, or ``(stored row, False)`` for a repeat.
 
-    One statement, committed at once outside a transaction (the view is non-atomic):
-    ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING RETURNING id`` on PostgreSQL and
-    SQLite, built from the model's fields; the fields that hold what the database would
-    fill in (their ``db_default``, or NULL) are left out of it. A duplicate ``webhook-id``
-    (even one arriving at the same moment on another connection) raises nothing, so it
-    leaves a caller's transaction usable. It runs on every delivery, so it skips
-    ``Model.save()`` (no ``pre_save``/``post_save`` signals for this model); other
-    databases take the ORM.
+    A repeat is a ``webhook-id`` already stored, even by another connection at the same
+    moment. One statement, built from the model's fields; the fields that hold what the
+    database would fill in (their ``db_default``, or NULL) are left out of it. Outside a
+    transaction (the view is non-atomic) it is a plain ``INSERT ... RETURNING id``,
+    committed at once, and a repeat fails it on the unique ``webhook_id``; inside a
+    caller's transaction, where a failed statement would break the transaction, it is
+    ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING``, which PostgreSQL makes costlier on
+    every delivery, not only on the rare repeat. A repeat then reads the stored row.
+
+    It runs on every delivery, so it skips ``Model.save()`` (no ``pre_save``/``post_save``
+    signals for this model); databases other than PostgreSQL and SQLite take the ORM.
     """
     alias = router.db_for_write(WebhookDelivery)
     connection = connections[alias]
@@ -494,46 +502,54 @@ def _insert(row: WebhookDelivery) -> WebhookDelivery | None:
         # The row's values are already of their fields' Python types (set by this module
         # and by the fields' defaults), so only the database's own adaptation is left.
         values.append(f.get_db_prep_value(value, connection, prepared=True))
-    key = (connection.vendor, tuple(f.attname for f in fields))
+    on_conflict = connection.in_atomic_block
+    key = (connection.vendor, on_conflict, tuple(f.attname for f in fields))
     sql = _INSERT_SQL.get(key)
     if sql is None:
-        sql = _INSERT_SQL[key] = _insert_sql(connection.ops.quote_name, fields)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        returned = cursor.fetchone()
+        sql = _INSERT_SQL[key] = _insert_sql(connection.ops.quote_name, fields, on_conflict)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            returned = cursor.fetchone()
+    except IntegrityError as exc:
+        if on_conflict:
+            raise
+        return _stored(row, exc), False
     if returned is None:
-        return None
+        return _stored(row, None), False
     row.pk = returned[0]
     row._state.adding = False
     row._state.db = alias
-    return row
+    return row, True
 
 
-def _insert_with_orm(row: WebhookDelivery, alias: str) -> WebhookDelivery | None:
+def _insert_with_orm(row: WebhookDelivery, alias: str) -> tuple[WebhookDelivery, bool]:
     try:
         # A savepoint inside a caller's transaction; one autocommitted INSERT outside.
         with transaction.atomic(using=alias):
             row.save(force_insert=True, using=alias)
-    except IntegrityError:
-        if (
-            row.webhook_id is None
-            or not WebhookDelivery.objects.filter(webhook_id=row.webhook_id).exists()
-        ):
-            raise
-        return None
-    return row
+    except IntegrityError as exc:
+        return _stored(row, exc), False
+    return row, True
 
 
-def _stored(webhook_id: str, text: str) -> WebhookDelivery:
-    """The row already stored under ``webhook_id`` (the INSERT found it there)."""
-    existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
+def _stored(row: WebhookDelivery, error: IntegrityError | None) -> WebhookDelivery:
+    """The row stored before ``row`` under its ``webhook-id``; ``error`` is the INSERT's.
+
+    Without such a row, ``error`` was about something else and is raised again (or the
+    row was deleted meanwhile, by pruning: an IntegrityError lets Iron try again).
+    """
+    existing = None
+    if row.webhook_id is not None:
+        existing = WebhookDelivery.objects.filter(webhook_id=row.webhook_id).first()
     if existing is None:
-        # Deleted between the INSERT and this read (pruning): let Iron try again.
-        raise IntegrityError(f"webhook delivery {webhook_id!r} vanished while being stored")
-    if existing.body != text:
+        if error is not None:
+            raise error
+        raise IntegrityError(f"webhook delivery {row.webhook_id!r} vanished while being stored")
+    if existing.body != row.body:
         logger.warning(
             "Iron webhook-id %r arrived again with a different body; the first one stands.",
-            webhook_id,
+            row.webhook_id,
         )
     return existing
 
@@ -556,10 +572,8 @@ def receive_delivery(
     text = _body_text(body)
     if iron_settings.WEBHOOK_DEFERRED if deferred is None else deferred:
         return _store_for_later(text, webhook_id, signed_at)
-    row = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
-    if row is None:
-        assert webhook_id is not None  # only a webhook-id can conflict
-        row = _stored(webhook_id, text)
+    row, created = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
+    if not created:
         if row.outcome == Outcome.INVALID:
             return row, Outcome.INVALID
         if row.outcome not in RETRYABLE_OUTCOMES:
@@ -588,10 +602,8 @@ def _store_for_later(
         new.error = _db_text(str(exc))
         new.attempts = 1
         new.processed_at = timezone.now()
-    row = _insert(new)
-    if row is None:
-        assert webhook_id is not None  # only a webhook-id can conflict
-        row = _stored(webhook_id, text)
+    row, created = _insert(new)
+    if not created:
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
             return row, Outcome.INVALID if row.outcome == Outcome.INVALID else Outcome.DUPLICATE
@@ -849,10 +861,14 @@ def _webhook_id(meta: Mapping[str, Any]) -> str | None:
     if value is None:
         return None
     value = str(value).strip()
-    max_length = WebhookDelivery._meta.get_field("webhook_id").max_length or 255
-    if not value or len(value) > max_length or not all("!" <= c <= "~" for c in value):
+    if not _WEBHOOK_ID.fullmatch(value):
         raise _RefusedError(400, f"{signing.ID_HEADER} header is malformed")
     return value
+
+
+# Printable ASCII without spaces, and no longer than the column.
+_WEBHOOK_ID_LENGTH = WebhookDelivery._meta.get_field("webhook_id").max_length or 255
+_WEBHOOK_ID = re.compile(f"[!-~]{{1,{_WEBHOOK_ID_LENGTH}}}")
 
 
 def _secret_keys() -> list[bytes]:
@@ -965,21 +981,16 @@ class IronWebhookView(APIView):
             # Our configuration, not Iron's fault: 5xx so Iron retries until it is fixed.
             raise _RefusedError(503, "webhook receiver is not configured")
 
-        timestamp_header = meta.get("HTTP_WEBHOOK_TIMESTAMP")
-        signature_header = meta.get("HTTP_WEBHOOK_SIGNATURE")
-        try:
-            signing.parse_timestamp(timestamp_header)
-            signing.parse_signatures(signature_header)
-        except signing.SignatureError as exc:
-            raise _RefusedError(400, exc.reason) from None
         try:
             timestamp = signing.verify(
                 body=body,
-                timestamp_header=timestamp_header,
-                signature_header=signature_header,
+                timestamp_header=meta.get("HTTP_WEBHOOK_TIMESTAMP"),
+                signature_header=meta.get("HTTP_WEBHOOK_SIGNATURE"),
                 secrets=keys,
                 tolerance=iron_settings.WEBHOOK_TOLERANCE,
             )
+        except signing.MalformedSignatureError as exc:
+            raise _RefusedError(400, exc.reason) from None
         except signing.SignatureError as exc:
             raise _RefusedError(401, exc.reason) from None
         return body, timestamp, _webhook_id(meta)

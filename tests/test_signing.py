@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from django_iron_kyc import signing
-from django_iron_kyc.signing import SignatureError, compute_signature, sign, verify
+from django_iron_kyc.signing import (
+    MalformedSignatureError,
+    SignatureError,
+    compute_signature,
+    sign,
+    verify,
+)
 
 SECRET = "test_secret"
 TIMESTAMP = "1717171717"
@@ -142,6 +148,9 @@ def test_malformed_headers_are_refused_with_a_reason(signature, timestamp, reaso
     with pytest.raises(SignatureError, match=reason.replace("(", r"\(")) as info:
         check(signature, timestamp=timestamp)
     assert SECRET not in info.value.reason
+    # A header Iron would never send (the webhook answers 400), or a signature that does
+    # not match (401).
+    assert isinstance(info.value, MalformedSignatureError) is (reason != "does not match")
 
 
 def test_no_secret_configured_refuses_everything():

@@ -23,7 +23,7 @@ from unittest import mock
 import pytest
 import time_machine
 from celery import Celery
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 
@@ -940,18 +940,17 @@ def _new_row(webhook_id: str | None) -> WebhookDelivery:
     return WebhookDelivery(webhook_id=webhook_id, body="{}")
 
 
-def test_insert_with_orm_repeat_returns_none_and_leaves_the_transaction_usable(
+def test_insert_with_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_usable(
     db: None,
 ) -> None:
     with transaction.atomic():
-        first = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
-        repeat = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
-        after = webhooks._insert_with_orm(_new_row("wh-orm-2"), "default")
+        first, first_created = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
+        repeat, repeat_created = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
+        _after, after_created = webhooks._insert_with_orm(_new_row("wh-orm-2"), "default")
 
-    assert first is not None
     assert first.pk is not None
-    assert repeat is None
-    assert after is not None
+    assert (first_created, repeat_created, after_created) == (True, False, True)
+    assert repeat.pk == first.pk
     assert sorted(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == [
         "wh-orm",
         "wh-orm-2",
@@ -961,8 +960,8 @@ def test_insert_with_orm_repeat_returns_none_and_leaves_the_transaction_usable(
 def test_insert_with_orm_stores_deliveries_without_a_webhook_id(db: None) -> None:
     rows = [webhooks._insert_with_orm(_new_row(None), "default") for _ in range(2)]
 
-    assert all(row is not None for row in rows)
-    assert all(row.pk is not None for row in rows if row is not None)
+    assert [created for _, created in rows] == [True, True]
+    assert all(row.pk is not None for row, _ in rows)
     assert list(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == [None, None]
 
 
@@ -971,13 +970,62 @@ def test_insert_on_another_database_vendor_goes_through_the_orm(db: None) -> Non
         mock.patch.object(connections["default"], "vendor", "unknown"),
         CaptureQueriesContext(connection) as queries,
     ):
-        stored = webhooks._insert(_new_row("wh-vendor"))
-        repeat = webhooks._insert(_new_row("wh-vendor"))
+        stored, created = webhooks._insert(_new_row("wh-vendor"))
+        repeat, repeated = webhooks._insert(_new_row("wh-vendor"))
 
-    assert stored is not None
-    assert repeat is None
+    assert (created, repeated) == (True, False)
+    assert repeat.pk == stored.pk
     assert not any("ON CONFLICT" in q["sql"] for q in queries)
     assert WebhookDelivery.objects.get().pk == stored.pk
+
+
+def test_insert_in_a_transaction_uses_on_conflict_and_keeps_the_transaction(db: None) -> None:
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        stored, created = webhooks._insert(_new_row("wh-in-transaction"))
+        repeat, repeated = webhooks._insert(_new_row("wh-in-transaction"))
+        _after, _ = webhooks._insert(_new_row("wh-in-transaction-2"))
+
+    inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 3
+    assert all("ON CONFLICT" in sql for sql in inserts)
+    assert (created, repeated, repeat.pk) == (True, False, stored.pk)
+    assert WebhookDelivery.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_insert_outside_a_transaction_is_a_plain_insert_and_a_repeat_reads_the_row(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        stored, created = webhooks._insert(_new_row("wh-autocommit"))
+    (insert,) = [q["sql"] for q in queries]
+    assert insert.startswith("INSERT")
+    assert "ON CONFLICT" not in insert
+
+    other = WebhookDelivery(webhook_id="wh-autocommit", body='{"another": "body"}')
+    with CaptureQueriesContext(connection) as queries:
+        repeat, repeated = webhooks._insert(other)
+
+    assert (created, repeated, repeat.pk) == (True, False, stored.pk)
+    assert repeat.body == "{}"  # the first one stands
+    assert [q["sql"].split()[0] for q in queries] == ["INSERT", "SELECT"]
+    assert "arrived again with a different body" in caplog.text
+    # Still in autocommit, nothing left open: the next one is stored and committed.
+    assert webhooks._insert(_new_row("wh-autocommit-2"))[1] is True
+    assert not connection.in_atomic_block
+    assert WebhookDelivery.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("webhook_id", [None, "wh-not-stored"])
+def test_insert_raises_an_integrity_error_that_is_not_a_repeat(webhook_id: str | None) -> None:
+    broken = WebhookDelivery(webhook_id=webhook_id, body=None)  # body is NOT NULL
+
+    with pytest.raises(IntegrityError) as raised:
+        webhooks._insert(broken)
+
+    assert "vanished" not in str(raised.value)
+    assert WebhookDelivery.objects.count() == 0
 
 
 # --- PostgreSQL: two connections at once --------------------------------------------------
