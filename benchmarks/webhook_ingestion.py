@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
+import pwd
 import re
 import socket
 import subprocess
@@ -41,6 +42,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
@@ -64,6 +66,41 @@ TARGETS = (
 )
 
 
+CPU_GROUPS = ("gunicorn", "postgres", "client")
+
+
+def cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU time (user + system) used so far by gunicorn, PostgreSQL and this client.
+
+    Read from ``/proc`` (Linux): gunicorn's master and workers, and every process of the
+    ``postgres`` user on this machine (backends, WAL writer, checkpointer, autovacuum).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    used = dict.fromkeys(CPU_GROUPS, 0.0)
+    used["client"] = time.process_time()
+    try:
+        postgres_uid = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        postgres_uid = None
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+            uid = entry.stat().st_uid
+        except OSError:
+            continue  # gone meanwhile
+        pid, parent = int(entry.name), int(stat[1])
+        if pid == server.pid or parent == server.pid:
+            group = "gunicorn"
+        elif uid == postgres_uid:
+            group = "postgres"
+        else:
+            continue
+        used[group] += (int(stat[11]) + int(stat[12])) / tick
+    return used
+
+
 @dataclass
 class Phase:
     target: str
@@ -72,6 +109,7 @@ class Phase:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CPU_GROUPS, 0.0))
 
     def add(self, other: Phase) -> None:
         """Count ``other`` (a slice of the same target and round) in this phase."""
@@ -79,6 +117,13 @@ class Phase:
         self.statuses.update(other.statuses)
         self.errors += other.errors
         self.seconds += other.seconds
+        for group in CPU_GROUPS:
+            self.cpu[group] += other.cpu[group]
+
+    def cpu_ms(self, group: str) -> float:
+        """Milliseconds of CPU per request spent by ``group`` (or by all, for ``"all"``)."""
+        spent = sum(self.cpu.values()) if group == "all" else self.cpu[group]
+        return spent / self.count * 1000 if self.count else 0.0
 
     @property
     def count(self) -> int:
@@ -97,6 +142,7 @@ class Phase:
             f"{self.rate:.0f}",
             f"{percentile(self.latencies, 50) * 1000:.1f}",
             f"{percentile(self.latencies, 99) * 1000:.1f}",
+            *(f"{self.cpu_ms(group):.3f}" for group in (*CPU_GROUPS, "all")),
             self.errors + sum(n for s, n in self.statuses.items() if s != 200),
         ]
 
@@ -130,7 +176,14 @@ def start_gunicorn(port: int, workers: int, threads: int) -> subprocess.Popen[by
     raise SystemExit("gunicorn did not start")
 
 
-def load(port: int, path: str, requests: Sequence[Request], threads: int, seconds: float) -> Phase:
+def load(
+    server: subprocess.Popen[bytes],
+    port: int,
+    path: str,
+    requests: Sequence[Request],
+    threads: int,
+    seconds: float,
+) -> Phase:
     """Send ``requests`` from ``threads`` keep-alive connections; stop when done or late."""
     phase = Phase(path, 0)
     lock = threading.Lock()
@@ -167,12 +220,15 @@ def load(port: int, path: str, requests: Sequence[Request], threads: int, second
             phase.errors += errors
 
     workers = [threading.Thread(target=client) for _ in range(threads)]
+    cpu_before = cpu_seconds(server)
     started = time.perf_counter()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     phase.seconds = time.perf_counter() - started
+    cpu_after = cpu_seconds(server)
+    phase.cpu = {group: cpu_after[group] - cpu_before[group] for group in CPU_GROUPS}
     return phase
 
 
@@ -287,6 +343,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     port = free_port()
     server = start_gunicorn(port, args.workers, args.threads)
     phases: list[Phase] = []
+
+    def send(target: str, requests: Sequence[Request]) -> Phase:
+        return load(server, port, target, requests, args.client_threads, args.seconds)
+
     try:
         for round_ in range(1, args.rounds + 1):
             # The baseline is sent the deferred view's bodies (it only stores them).
@@ -294,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             warmup, measured = requests[: args.warmup], requests[args.warmup :]
             turns = {target: Phase(label, round_) for target, label in (baseline, deferred)}
             for target in turns:
-                load(port, target, warmup, args.client_threads, args.seconds)
+                send(target, warmup)
             for start in range(0, len(measured), args.slice):
                 chunk = measured[start : start + args.slice]
                 order = (
@@ -303,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     else (deferred, baseline)
                 )  # ABBA: neither goes first more often
                 for target, _ in order:
-                    turns[target].add(load(port, target, chunk, args.client_threads, args.seconds))
+                    turns[target].add(send(target, chunk))
             for phase in turns.values():
                 phases.append(phase)
                 print(
@@ -314,10 +374,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         # vacuuming they bring about) are not left to land on the rounds above.
         for round_ in range(1, args.rounds + 1):
             requests = deliveries([next(pool) for _ in range(inline_per_round)])
-            load(port, inline[0], requests[: args.warmup], args.client_threads, args.seconds)
-            phase = load(
-                port, inline[0], requests[args.warmup :], args.client_threads, args.seconds
-            )
+            send(inline[0], requests[: args.warmup])
+            phase = send(inline[0], requests[args.warmup :])
             phase.target, phase.round = inline[1], round_
             phases.append(phase)
             print(
@@ -345,7 +403,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         table(
             [p.row() for p in phases],
-            ["target", "round", "requests", "s", "req/s", "p50 ms", "p99 ms", "non-200"],
+            ["target", "round", "requests", "s", "req/s", "p50 ms", "p99 ms"]
+            + [f"CPU ms/req: {group}" for group in (*CPU_GROUPS, "all")]
+            + ["non-200"],
         )
     )
     rates = {(p.target, p.round): p.rate for p in phases}
@@ -353,9 +413,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     for target, label in TARGETS:
         rate = median([p.rate for p in phases if p.target == label])
         latencies = [x for p in phases if p.target == label for x in p.latencies]
+        cpu = {
+            group: median([p.cpu_ms(group) for p in phases if p.target == label])
+            for group in (*CPU_GROUPS, "all")
+        }
         line = (
             f"{label}: median {rate:.0f}/s, p50 {percentile(latencies, 50) * 1000:.1f} ms, "
-            f"p99 {percentile(latencies, 99) * 1000:.1f} ms"
+            f"p99 {percentile(latencies, 99) * 1000:.1f} ms; CPU per request {cpu['all']:.3f} ms ("
+            + ", ".join(f"{group} {cpu[group]:.3f}" for group in CPU_GROUPS)
+            + ")"
         )
         if target != baseline[0]:
             ratios = [
