@@ -17,9 +17,10 @@ A threaded Python client on loopback (one keep-alive connection per thread) send
 load; deliveries are signed before each round starts. In each round the baseline and the
 deferred view take turns in slices of ``--slice`` requests (ABBA order), each slice sending
 the same bodies to both, so that a change in the machine's speed during the round (a
-shared virtual machine drifts by tens of percent over seconds) falls on both alike; the
-inline view then gets its own phase. Figures per round and target: deliveries/s, p50 and
-p99 latency; the ratio to the baseline is taken per round and its median reported
+shared virtual machine drifts by tens of percent over seconds) falls on both alike. The
+inline view gets its own phases after all the rounds. Figures per round and target:
+deliveries/s, p50 and p99 latency, and the CPU per request of gunicorn, PostgreSQL and the
+client; the ratio to the baseline is taken per round and its median reported
 (target: the deferred app at least 0.8 of the baseline's throughput). Database queries per
 delivery are counted in-process (``CaptureQueriesContext``) on an empty database and again
 after the load, to show they do not grow.
@@ -69,19 +70,24 @@ TARGETS = (
 CPU_GROUPS = ("gunicorn", "postgres", "client")
 
 
-def cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
-    """CPU time (user + system) used so far by gunicorn, PostgreSQL and this client.
+def _postgres_uid() -> int | None:
+    try:
+        return pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        return None
+
+
+POSTGRES_UID = _postgres_uid()
+
+
+def server_cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU time (user + system) used so far by gunicorn and by PostgreSQL.
 
     Read from ``/proc`` (Linux): gunicorn's master and workers, and every process of the
     ``postgres`` user on this machine (backends, WAL writer, checkpointer, autovacuum).
     """
     tick = os.sysconf("SC_CLK_TCK")
-    used = dict.fromkeys(CPU_GROUPS, 0.0)
-    used["client"] = time.process_time()
-    try:
-        postgres_uid = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        postgres_uid = None
+    used = {"gunicorn": 0.0, "postgres": 0.0}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -93,7 +99,7 @@ def cpu_seconds(server: subprocess.Popen[bytes]) -> dict[str, float]:
         pid, parent = int(entry.name), int(stat[1])
         if pid == server.pid or parent == server.pid:
             group = "gunicorn"
-        elif uid == postgres_uid:
+        elif uid == POSTGRES_UID:
             group = "postgres"
         else:
             continue
@@ -119,6 +125,9 @@ class Phase:
         self.seconds += other.seconds
         for group in CPU_GROUPS:
             self.cpu[group] += other.cpu[group]
+
+    def progress(self) -> str:
+        return f"   round {self.round} {self.target}: {self.count} in {self.seconds:.1f}s"
 
     def cpu_ms(self, group: str) -> float:
         """Milliseconds of CPU per request spent by ``group`` (or by all, for ``"all"``)."""
@@ -220,15 +229,19 @@ def load(
             phase.errors += errors
 
     workers = [threading.Thread(target=client) for _ in range(threads)]
-    cpu_before = cpu_seconds(server)
+    server_before = server_cpu_seconds(server)
+    # This process's own CPU, read next to the load alone (not around the /proc scans).
+    client_before = time.process_time()
     started = time.perf_counter()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
     phase.seconds = time.perf_counter() - started
-    cpu_after = cpu_seconds(server)
-    phase.cpu = {group: cpu_after[group] - cpu_before[group] for group in CPU_GROUPS}
+    client_seconds = time.process_time() - client_before
+    server_after = server_cpu_seconds(server)
+    phase.cpu = {group: server_after[group] - server_before[group] for group in server_after}
+    phase.cpu["client"] = client_seconds
     return phase
 
 
@@ -366,10 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     turns[target].add(send(target, chunk))
             for phase in turns.values():
                 phases.append(phase)
-                print(
-                    f"   round {round_} {phase.target}: {phase.count} in {phase.seconds:.1f}s",
-                    flush=True,
-                )
+                print(phase.progress(), flush=True)
         # The inline view after all of them: its many writes (and the checkpoints and
         # vacuuming they bring about) are not left to land on the rounds above.
         for round_ in range(1, args.rounds + 1):
@@ -378,10 +388,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             phase = send(inline[0], requests[args.warmup :])
             phase.target, phase.round = inline[1], round_
             phases.append(phase)
-            print(
-                f"   round {round_} {phase.target}: {phase.count} in {phase.seconds:.1f}s",
-                flush=True,
-            )
+            print(phase.progress(), flush=True)
     finally:
         server.terminate()
         server.wait(30)
