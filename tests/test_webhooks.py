@@ -911,3 +911,45 @@ def test_log_scan_would_notice_a_logged_secret(caplog: pytest.LogCaptureFixture)
     logging.getLogger("django_iron_kyc.webhooks").debug("key=%s", "abc")
     formatter = logging.Formatter("%(message)s")
     assert "key=abc" in "\n".join(formatter.format(r) for r in caplog.records)
+
+
+# A header Iron would never send is the sender's fault (400); a well-formed signature that is
+# stale or does not match is refused as unauthenticated (401).
+MISMATCHED_NOT_MALFORMED = {"not-hex", "short-hex", "comma-list", "zero-timestamp"}
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "expected"),
+    [
+        (header, value, 401 if name in MISMATCHED_NOT_MALFORMED else 400)
+        for name, header, value in BAD_HEADERS
+    ],
+    ids=[name for name, _, _ in BAD_HEADERS],
+)
+def test_webhook_answers_400_for_malformed_headers_and_401_for_a_bad_signature(
+    webhook_client: Client,
+    identification: Identification,
+    header: str,
+    value: str | None,
+    expected: int,
+) -> None:
+    body = encode_event(identification_event(identification))
+    headers = signed_headers(body)
+    if value is None:
+        del headers[header]
+    else:
+        headers[header] = value
+
+    assert post(webhook_client, body, headers).status_code == expected
+
+
+@pytest.mark.parametrize(("length", "expected"), [(255, 200), (256, 400)])
+def test_webhook_id_may_be_as_long_as_its_column(
+    webhook_client: Client, identification: Identification, length: int, expected: int
+) -> None:
+    body = encode_event(identification_event(identification))
+
+    response = post(webhook_client, body, signed_headers(body, webhook_id="w" * length))
+
+    assert response.status_code == expected
+    assert WebhookDelivery.objects.filter(webhook_id="w" * length).exists() is (expected == 200)
