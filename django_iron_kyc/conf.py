@@ -1,8 +1,11 @@
-"""Settings for django-iron-kyc, read live from ``django.conf.settings``.
+"""Settings for django-iron-kyc, read from ``django.conf.settings``.
 
 Every setting is a flat ``IRON_KYC_*`` name in the host project's settings. Nothing is
-copied into module constants: each property reads ``settings`` when it is used, so
-``override_settings`` works in tests and nothing is frozen at import time.
+copied into module constants or read at import time: each setting is read when first used
+and kept until an ``IRON_KYC_*`` setting changes. Django's ``setting_changed`` signal
+(sent by ``override_settings`` and by pytest-django's ``settings`` fixture) clears what is
+kept, as DRF does for ``REST_FRAMEWORK``; code that assigns to ``django.conf.settings``
+directly calls :meth:`IronKycSettings.reload` afterwards.
 
 Use the shared instance::
 
@@ -18,6 +21,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.utils.functional import cached_property
 
 SANDBOX_HOST = "api.sandbox.iron.xyz"
 PRODUCTION_HOST = "api.iron.xyz"
@@ -66,22 +71,30 @@ def proxy_url_problem(url: str) -> str | None:
 
 
 class IronKycSettings:
-    """Typed, live view of the ``IRON_KYC_*`` settings. Attribute names drop the prefix."""
+    """Typed view of the ``IRON_KYC_*`` settings. Attribute names drop the prefix.
+
+    Each value is read on first use and kept (some are read on every webhook delivery)
+    until :meth:`reload`, which ``setting_changed`` calls for any ``IRON_KYC_*`` setting.
+    """
 
     prefix = "IRON_KYC_"
+
+    def reload(self) -> None:
+        """Forget every value read so far: the next use reads ``settings`` again."""
+        self.__dict__.clear()
 
     def _get(self, name: str, default: Any = None) -> Any:
         return getattr(settings, self.prefix + name, default)
 
     # --- Iron's API -------------------------------------------------------------------
 
-    @property
+    @cached_property
     def API_KEY(self) -> str:
         """``IRON_KYC_API_KEY`` (str, required): sent as ``X-API-Key``. Never logged or stored."""
         value = self._get("API_KEY", "")
         return value if isinstance(value, str) else ""
 
-    @property
+    @cached_property
     def BASE_URL(self) -> str:
         """``IRON_KYC_BASE_URL`` (str): Iron's host, without ``/api``.
 
@@ -90,7 +103,7 @@ class IronKycSettings:
         value = self._get("BASE_URL", DEFAULT_BASE_URL)
         return str(value).rstrip("/")
 
-    @property
+    @cached_property
     def base_host(self) -> str | None:
         """The host name of ``BASE_URL`` (``None`` if it does not parse)."""
         try:
@@ -98,17 +111,17 @@ class IronKycSettings:
         except ValueError:
             return None
 
-    @property
+    @cached_property
     def is_sandbox_host(self) -> bool:
         """True when ``BASE_URL`` points at Iron's sandbox or at a loopback fake."""
         host = self.base_host
         return host == SANDBOX_HOST or is_loopback_host(host)
 
-    @property
+    @cached_property
     def is_production_host(self) -> bool:
         return self.base_host == PRODUCTION_HOST
 
-    @property
+    @cached_property
     def TIMEOUT(self) -> tuple[float, float]:
         """``IRON_KYC_TIMEOUT``: seconds, a number or a ``(connect, read)`` pair.
 
@@ -120,19 +133,19 @@ class IronKycSettings:
         connect, read = value
         return (float(connect), float(read))
 
-    @property
+    @cached_property
     def API_VERSION(self) -> str | None:
         """``IRON_KYC_API_VERSION`` (str or None): sent as ``X-API-Version`` when set."""
         value = self._get("API_VERSION", None)
         return str(value) if value else None
 
-    @property
+    @cached_property
     def SUB_PARTNER_ID(self) -> str | None:
         """``IRON_KYC_SUB_PARTNER_ID`` (str or None): sent as ``X-SUB-PARTNER-ID`` when set."""
         value = self._get("SUB_PARTNER_ID", None)
         return str(value) if value else None
 
-    @property
+    @cached_property
     def PROXY(self) -> str | None:
         """``IRON_KYC_PROXY`` (str or None, default None): an ``http://`` or ``https://`` proxy
         URL, such as ``http://user:password@proxy.internal:3128``, for every request to Iron.
@@ -143,7 +156,7 @@ class IronKycSettings:
         value = self._get("PROXY", None)
         return str(value) if value else None
 
-    @property
+    @cached_property
     def CA_BUNDLE(self) -> str | None:
         """``IRON_KYC_CA_BUNDLE`` (path or None, default None): a PEM file of the certificate
         authorities that Iron's TLS certificate is verified against (a private CA, such as
@@ -154,26 +167,26 @@ class IronKycSettings:
         value = self._get("CA_BUNDLE", None)
         return str(value) if value else None
 
-    @property
+    @cached_property
     def MAX_RETRIES(self) -> int:
         """``IRON_KYC_MAX_RETRIES`` (int, default 2): in-request retries of 429/5xx/connection
         errors, with exponential backoff and jitter. Celery tasks retry further on top."""
         return int(self._get("MAX_RETRIES", 2))
 
-    @property
+    @cached_property
     def RETRY_BACKOFF(self) -> float:
         """``IRON_KYC_RETRY_BACKOFF`` (float seconds, default 0.5): backoff factor for the
         in-request retries."""
         return float(self._get("RETRY_BACKOFF", 0.5))
 
-    @property
+    @cached_property
     def RETRY_AFTER_MAX(self) -> float:
         """``IRON_KYC_RETRY_AFTER_MAX`` (float seconds, default 10): the longest ``Retry-After``
         the client waits for inside a request. A longer one ends the request with
         ``IronTransientError.retry_after`` set, so a Celery retry waits instead of a worker."""
         return float(self._get("RETRY_AFTER_MAX", 10.0))
 
-    @property
+    @cached_property
     def IDEMPOTENCY_KEY_MAX_AGE(self) -> timedelta:
         """``IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE`` (seconds, default 23 h): a stored key older
         than this is never sent again (Iron forgets keys after 24 h); the intent is reconciled
@@ -182,7 +195,7 @@ class IronKycSettings:
 
     # --- Sandbox ----------------------------------------------------------------------
 
-    @property
+    @cached_property
     def SANDBOX_ACTIONS(self) -> bool:
         """``IRON_KYC_SANDBOX_ACTIONS`` (bool or None): allow the sandbox approve/decline calls.
 
@@ -194,7 +207,7 @@ class IronKycSettings:
             return self.is_sandbox_host
         return bool(value) and self.is_sandbox_host
 
-    @property
+    @cached_property
     def SANDBOX_ACTIONS_SETTING(self) -> bool | None:
         """The raw ``IRON_KYC_SANDBOX_ACTIONS`` value, for the system checks."""
         value = self._get("SANDBOX_ACTIONS", None)
@@ -202,7 +215,7 @@ class IronKycSettings:
 
     # --- Webhooks ---------------------------------------------------------------------
 
-    @property
+    @cached_property
     def WEBHOOK_SECRETS(self) -> list[str]:
         """``IRON_KYC_WEBHOOK_SECRET`` (str or list of str): the secret(s) Iron signs with.
 
@@ -216,18 +229,18 @@ class IronKycSettings:
             return [value]
         return [str(v) for v in value if v]
 
-    @property
+    @cached_property
     def WEBHOOK_TOLERANCE(self) -> int:
         """``IRON_KYC_WEBHOOK_TOLERANCE`` (int seconds, default 300): how far
         ``webhook-timestamp`` may be from now, in either direction."""
         return int(self._get("WEBHOOK_TOLERANCE", 300))
 
-    @property
+    @cached_property
     def WEBHOOK_MAX_BODY_SIZE(self) -> int:
         """``IRON_KYC_WEBHOOK_MAX_BODY_SIZE`` (int bytes, default 65536): larger bodies get 413."""
         return int(self._get("WEBHOOK_MAX_BODY_SIZE", 64 * 1024))
 
-    @property
+    @cached_property
     def WEBHOOK_PROCESSING(self) -> str:
         """``IRON_KYC_WEBHOOK_PROCESSING`` (``"inline"`` or ``"deferred"``, default
         ``"inline"``): when a stored delivery is acted on.
@@ -240,19 +253,19 @@ class IronKycSettings:
         """
         return str(self._get("WEBHOOK_PROCESSING", WEBHOOK_INLINE))
 
-    @property
+    @cached_property
     def WEBHOOK_DEFERRED(self) -> bool:
         """True when ``IRON_KYC_WEBHOOK_PROCESSING`` is ``"deferred"``."""
         return bool(self._get("WEBHOOK_PROCESSING", WEBHOOK_INLINE) == WEBHOOK_DEFERRED)
 
-    @property
+    @cached_property
     def WEBHOOK_RETRY_DELAY(self) -> timedelta:
         """``IRON_KYC_WEBHOOK_RETRY_DELAY`` (seconds, default 60): the webhook sweep processes a
         delivery still not acted on this long after it arrived, and retries a failed one
         after this delay, doubled for each attempt already made."""
         return timedelta(seconds=float(self._get("WEBHOOK_RETRY_DELAY", 60)))
 
-    @property
+    @cached_property
     def WEBHOOK_MAX_ATTEMPTS(self) -> int:
         """``IRON_KYC_WEBHOOK_MAX_ATTEMPTS`` (int, default 5): the webhook sweep stops retrying
         a failed delivery after this many processing attempts (it stays ``failed``, with its
@@ -261,46 +274,46 @@ class IronKycSettings:
 
     # --- Polling ----------------------------------------------------------------------
 
-    @property
+    @cached_property
     def POLL_FIRST_DELAY(self) -> timedelta:
         """``IRON_KYC_POLL_FIRST_DELAY`` (seconds, default 60): first poll after creation."""
         return timedelta(seconds=float(self._get("POLL_FIRST_DELAY", 60)))
 
-    @property
+    @cached_property
     def POLL_MAX_INTERVAL(self) -> timedelta:
         """``IRON_KYC_POLL_MAX_INTERVAL`` (seconds, default 6 h): the backoff between polls of
         a pending identification grows up to this and no further."""
         return timedelta(seconds=float(self._get("POLL_MAX_INTERVAL", 6 * 3600)))
 
-    @property
+    @cached_property
     def POLL_MAX_AGE(self) -> timedelta:
         """``IRON_KYC_POLL_MAX_AGE`` (seconds, default 30 days): an identification still not
         terminal this long after creation is flagged stale and no longer polled."""
         return timedelta(seconds=float(self._get("POLL_MAX_AGE", 30 * 86400)))
 
-    @property
+    @cached_property
     def POLL_BATCH_SIZE(self) -> int:
         """``IRON_KYC_POLL_BATCH_SIZE`` (int, default 100): customers handled per sweep batch."""
         return int(self._get("POLL_BATCH_SIZE", 100))
 
-    @property
+    @cached_property
     def TASK_MAX_RETRIES(self) -> int:
         """``IRON_KYC_TASK_MAX_RETRIES`` (int, default 8): Celery retries of transient errors."""
         return int(self._get("TASK_MAX_RETRIES", 8))
 
-    @property
+    @cached_property
     def TASK_RETRY_BACKOFF(self) -> float:
         """``IRON_KYC_TASK_RETRY_BACKOFF`` (float seconds, default 10): first Celery retry delay;
         it doubles per retry (with jitter) and never undercuts Iron's ``Retry-After``."""
         return float(self._get("TASK_RETRY_BACKOFF", 10.0))
 
-    @property
+    @cached_property
     def TASK_RETRY_BACKOFF_MAX(self) -> float:
         """``IRON_KYC_TASK_RETRY_BACKOFF_MAX`` (float seconds, default 600): the longest
         backoff between two Celery retries."""
         return float(self._get("TASK_RETRY_BACKOFF_MAX", 600.0))
 
-    @property
+    @cached_property
     def CREATE_MAX_ATTEMPTS(self) -> int:
         """``IRON_KYC_CREATE_MAX_ATTEMPTS`` (int, default 20): POSTs of one identification
         intent (Celery retries, redeliveries and sweeps together). After that the intent is
@@ -308,7 +321,7 @@ class IronKycSettings:
         cannot loop forever."""
         return int(self._get("CREATE_MAX_ATTEMPTS", 20))
 
-    @property
+    @cached_property
     def CREATE_RECOVERY_DELAY(self) -> timedelta:
         """``IRON_KYC_CREATE_RECOVERY_DELAY`` (seconds, default 300): an identification intent
         Iron has not confirmed this long after its last attempt is enqueued again by the
@@ -317,3 +330,11 @@ class IronKycSettings:
 
 
 iron_settings = IronKycSettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(IronKycSettings.prefix):
+        iron_settings.reload()
+
+
+setting_changed.connect(_reload_on_change, dispatch_uid="django_iron_kyc.conf.reload")

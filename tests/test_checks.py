@@ -11,6 +11,7 @@ from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
+from django.utils.functional import cached_property
 
 from django_iron_kyc import checks
 from django_iron_kyc.conf import IronKycSettings
@@ -308,7 +309,7 @@ def test_every_setting_is_checked():
     names = {
         name
         for name, member in inspect.getmembers(IronKycSettings)
-        if name.isupper() and isinstance(member, property)
+        if name.isupper() and isinstance(member, cached_property)
     }
     missing = names - dedicated - set(checks.NUMBER_SETTINGS)
     assert not missing, (

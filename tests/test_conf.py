@@ -1,4 +1,5 @@
-"""iron_settings: typed, live, with the documented defaults."""
+"""iron_settings: typed, read when used and kept until a setting changes, with the documented
+defaults."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.conf import settings as django_settings
 from django.test import override_settings
 
 from django_iron_kyc.conf import IronKycSettings, iron_settings, is_loopback_host
@@ -15,11 +17,16 @@ from django_iron_kyc.conf import IronKycSettings, iron_settings, is_loopback_hos
 @pytest.fixture
 def bare_settings():
     """No IRON_KYC_* setting at all, as in a host project that set none."""
-    with override_settings():
-        for name in dir(settings):
-            if name.startswith("IRON_KYC_"):
-                delattr(settings, name)
-        yield
+    # Deleted by hand: no setting_changed is sent, so iron_settings reads them again when told.
+    try:
+        with override_settings():
+            for name in dir(settings):
+                if name.startswith("IRON_KYC_"):
+                    delattr(settings, name)
+            iron_settings.reload()
+            yield
+    finally:
+        iron_settings.reload()
 
 
 def test_defaults(bare_settings):
@@ -59,6 +66,26 @@ def test_settings_are_read_live():
         assert iron_settings.API_KEY == "changed"
         assert iron_settings.WEBHOOK_TOLERANCE == 60
     assert iron_settings.API_KEY == settings.IRON_KYC_API_KEY
+
+
+def test_settings_are_kept_until_an_iron_kyc_setting_changes():
+    assert iron_settings.WEBHOOK_TOLERANCE == 300
+    try:
+        with override_settings():
+            # Assigned by hand: no setting_changed, the value read before stands...
+            django_settings.IRON_KYC_WEBHOOK_TOLERANCE = 5
+            assert iron_settings.WEBHOOK_TOLERANCE == 300
+            with override_settings(USE_I18N=not django_settings.USE_I18N):  # another app's
+                assert iron_settings.WEBHOOK_TOLERANCE == 300
+            # ...until reload() (what example_project/demo/runtime.py calls after assigning).
+            iron_settings.reload()
+            assert iron_settings.WEBHOOK_TOLERANCE == 5
+            with override_settings(IRON_KYC_WEBHOOK_TOLERANCE=42):
+                assert iron_settings.WEBHOOK_TOLERANCE == 42
+            assert iron_settings.WEBHOOK_TOLERANCE == 5
+    finally:
+        iron_settings.reload()
+    assert iron_settings.WEBHOOK_TOLERANCE == 300
 
 
 def test_a_fresh_settings_object_agrees_with_the_shared_one():

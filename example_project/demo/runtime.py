@@ -23,6 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.urls import reverse
 
 from django_iron_kyc import signals
+from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.testing import FakeIron
 
 SQLITE = "django.db.backends.sqlite3"
@@ -54,14 +55,16 @@ def run_tasks_in_process() -> None:
 def pointed_at(fake: FakeIron) -> Iterator[None]:
     """The ``IRON_KYC_*`` settings point at ``fake`` (sandbox actions on: it is loopback).
 
-    Set on the settings object itself (django-iron-kyc reads them when used), so every
-    thread sees them and ``settings.SETTINGS_MODULE`` stays what it is.
+    Set on the settings object itself, so every thread sees them and
+    ``settings.SETTINGS_MODULE`` stays what it is; ``iron_settings.reload()`` makes
+    django-iron-kyc read them again (it keeps what it read until a setting changes).
     """
     values = {**fake.django_settings(), "IRON_KYC_SANDBOX_ACTIONS": None}
     missing = object()
     saved = {name: getattr(settings, name, missing) for name in values}
     for name, value in values.items():
         setattr(settings, name, value)
+    iron_settings.reload()
     try:
         yield
     finally:
@@ -70,6 +73,7 @@ def pointed_at(fake: FakeIron) -> Iterator[None]:
                 delattr(settings, name)
             else:
                 setattr(settings, name, value)
+        iron_settings.reload()
 
 
 class _QuietHandler(WSGIRequestHandler):
