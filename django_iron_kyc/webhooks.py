@@ -436,15 +436,21 @@ def _record_failure(pk: int, exc: Exception) -> None:
         row.save()
 
 
-_INSERT_FIELDS = tuple(f for f in WebhookDelivery._meta.concrete_fields if not f.primary_key)
+_PK = WebhookDelivery._meta.pk
+_INSERT_FIELDS = {f.attname: f for f in WebhookDelivery._meta.concrete_fields if f is not _PK}
 # What the database fills in by itself for a field the INSERT leaves out: its db_default,
 # or NULL. A new delivery holds these values in all but three or four fields, so its
 # INSERT sends those alone (fewer values to adapt, send and parse on every delivery).
 _FILLED_BY_DATABASE: dict[str, Any] = {
-    f.attname: f.db_default if f.has_db_default() else None
-    for f in _INSERT_FIELDS
+    name: f.db_default if f.has_db_default() else None
+    for name, f in _INSERT_FIELDS.items()
     if f.has_db_default() or (f.null and not f.has_default())
 }
+# The others: the INSERT always sends them (received_at, body), their Python default if
+# the caller gave none.
+_SENT_ALWAYS = tuple(f for name, f in _INSERT_FIELDS.items() if name not in _FILLED_BY_DATABASE)
+# The order of a row's values for Model.from_db().
+_ROW_ORDER = tuple(f.attname for f in WebhookDelivery._meta.concrete_fields)
 # By database vendor, ON CONFLICT or not, and columns.
 _INSERT_SQL: dict[tuple[str, bool, tuple[str, ...]], str] = {}
 
@@ -471,56 +477,64 @@ def _insert_sql(
     )
 
 
-def _insert(row: WebhookDelivery) -> tuple[WebhookDelivery, bool]:
-    """Store a new delivery row: ``(row, True)``, or ``(stored row, False)`` for a repeat.
+def _insert(values: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
+    """Store a new delivery with these field values: ``(row, True)``, or ``(stored row,
+    False)`` for a repeat.
 
-    A repeat is a ``webhook-id`` already stored, even by another connection at the same
-    moment. One statement, built from the model's fields; the fields that hold what the
-    database would fill in (their ``db_default``, or NULL) are left out of it. Outside a
-    transaction (the view is non-atomic) it is a plain ``INSERT ... RETURNING id``,
-    committed at once, and a repeat fails it on the unique ``webhook_id``; inside a
-    caller's transaction, where a failed statement would break the transaction, it is
-    ``INSERT ... ON CONFLICT (webhook_id) DO NOTHING``, which PostgreSQL makes costlier on
-    every delivery, not only on the rare repeat. A repeat then reads the stored row.
+    ``values`` maps attribute names to values of their fields' Python types; a field not
+    in it gets its default. A repeat is a ``webhook-id`` already stored, even by another
+    connection at the same moment. One statement, which sends only the values that differ
+    from what the database fills in (``db_default``, or NULL). Outside a transaction (the
+    view is non-atomic) it is a plain ``INSERT ... RETURNING id``, committed at once, and
+    a repeat fails it on the unique ``webhook_id``; inside a caller's transaction, where a
+    failed statement would break the transaction, it is ``INSERT ... ON CONFLICT
+    (webhook_id) DO NOTHING``, which PostgreSQL makes costlier on every delivery, not
+    only on the rare repeat. A repeat then reads the stored row.
 
-    It runs on every delivery, so it skips ``Model.save()`` (no ``pre_save``/``post_save``
-    signals for this model); databases other than PostgreSQL and SQLite take the ORM.
+    It runs on every delivery, so it skips ``Model()`` and ``Model.save()`` (no
+    ``pre_save``/``post_save`` signals for this model; the row returned is built as a
+    queryset builds one, with ``from_db``); databases other than PostgreSQL and SQLite
+    take the ORM.
     """
+    for f in _SENT_ALWAYS:
+        if f.attname not in values:
+            values[f.attname] = f.get_default()
     alias = router.db_for_write(WebhookDelivery)
     connection = connections[alias]
     if connection.vendor not in ("postgresql", "sqlite") or not (
         connection.features.can_return_columns_from_insert
     ):
-        return _insert_with_orm(row, alias)
-    fields = []
-    values = []
-    for f in _INSERT_FIELDS:
-        value = getattr(row, f.attname)
-        if f.attname in _FILLED_BY_DATABASE and value == _FILLED_BY_DATABASE[f.attname]:
-            continue
-        fields.append(f)
-        # The row's values are already of their fields' Python types (set by this module
-        # and by the fields' defaults), so only the database's own adaptation is left.
-        values.append(f.get_db_prep_value(value, connection, prepared=True))
+        return _insert_with_orm(WebhookDelivery(**values), alias)
+    sent = {
+        name: value
+        for name, value in values.items()
+        if name not in _FILLED_BY_DATABASE or value != _FILLED_BY_DATABASE[name]
+    }
     on_conflict = connection.in_atomic_block
-    key = (connection.vendor, on_conflict, tuple(f.attname for f in fields))
+    key = (connection.vendor, on_conflict, tuple(sent))
     sql = _INSERT_SQL.get(key)
     if sql is None:
+        fields = [_INSERT_FIELDS[name] for name in sent]
         sql = _INSERT_SQL[key] = _insert_sql(connection.ops.quote_name, fields, on_conflict)
+    # The values are already of their fields' Python types, so only the database's own
+    # adaptation is left.
+    params = [
+        _INSERT_FIELDS[name].get_db_prep_value(value, connection, prepared=True)
+        for name, value in sent.items()
+    ]
     try:
         with connection.cursor() as cursor:
-            cursor.execute(sql, values)
+            cursor.execute(sql, params)
             returned = cursor.fetchone()
     except IntegrityError as exc:
         if on_conflict:
             raise
-        return _stored(row, exc), False
+        return _stored(values, exc), False
     if returned is None:
-        return _stored(row, None), False
-    row.pk = returned[0]
-    row._state.adding = False
-    row._state.db = alias
-    return row, True
+        return _stored(values, None), False
+    values[_PK.attname] = returned[0]
+    row = [values[name] if name in values else _FILLED_BY_DATABASE[name] for name in _ROW_ORDER]
+    return WebhookDelivery.from_db(alias, _ROW_ORDER, row), True
 
 
 def _insert_with_orm(row: WebhookDelivery, alias: str) -> tuple[WebhookDelivery, bool]:
@@ -529,27 +543,29 @@ def _insert_with_orm(row: WebhookDelivery, alias: str) -> tuple[WebhookDelivery,
         with transaction.atomic(using=alias):
             row.save(force_insert=True, using=alias)
     except IntegrityError as exc:
-        return _stored(row, exc), False
+        return _stored({"webhook_id": row.webhook_id, "body": row.body}, exc), False
     return row, True
 
 
-def _stored(row: WebhookDelivery, error: IntegrityError | None) -> WebhookDelivery:
-    """The row stored before ``row`` under its ``webhook-id``; ``error`` is the INSERT's.
+def _stored(values: Mapping[str, Any], error: IntegrityError | None) -> WebhookDelivery:
+    """The row stored before this one (``values``) under its ``webhook-id``; ``error`` is
+    the INSERT's.
 
     Without such a row, ``error`` was about something else and is raised again (or the
     row was deleted meanwhile, by pruning: an IntegrityError lets Iron try again).
     """
+    webhook_id = values.get("webhook_id")
     existing = None
-    if row.webhook_id is not None:
-        existing = WebhookDelivery.objects.filter(webhook_id=row.webhook_id).first()
+    if webhook_id is not None:
+        existing = WebhookDelivery.objects.filter(webhook_id=webhook_id).first()
     if existing is None:
         if error is not None:
             raise error
-        raise IntegrityError(f"webhook delivery {row.webhook_id!r} vanished while being stored")
-    if existing.body != row.body:
+        raise IntegrityError(f"webhook delivery {webhook_id!r} vanished while being stored")
+    if existing.body != values.get("body"):
         logger.warning(
             "Iron webhook-id %r arrived again with a different body; the first one stands.",
-            row.webhook_id,
+            webhook_id,
         )
     return existing
 
@@ -572,7 +588,7 @@ def receive_delivery(
     text = _body_text(body)
     if iron_settings.WEBHOOK_DEFERRED if deferred is None else deferred:
         return _store_for_later(text, webhook_id, signed_at)
-    row, created = _insert(WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at))
+    row, created = _insert({"webhook_id": webhook_id, "signed_at": signed_at, "body": text})
     if not created:
         if row.outcome == Outcome.INVALID:
             return row, Outcome.INVALID
@@ -594,14 +610,16 @@ def _store_for_later(
     it sends four values to the database, not ten. A ``webhook-id`` that failed before is
     made ``received`` again, for the drain.
     """
-    new = WebhookDelivery(webhook_id=webhook_id, body=text, signed_at=signed_at)
+    new: dict[str, Any] = {"webhook_id": webhook_id, "signed_at": signed_at, "body": text}
     try:
         parse_event(text)
     except InvalidPayloadError as exc:
-        new.outcome = Outcome.INVALID
-        new.error = _db_text(str(exc))
-        new.attempts = 1
-        new.processed_at = timezone.now()
+        new.update(
+            outcome=Outcome.INVALID,
+            error=_db_text(str(exc)),
+            attempts=1,
+            processed_at=timezone.now(),
+        )
     row, created = _insert(new)
     if not created:
         if row.outcome not in RETRYABLE_OUTCOMES:

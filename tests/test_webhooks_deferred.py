@@ -940,6 +940,38 @@ def _new_row(webhook_id: str | None) -> WebhookDelivery:
     return WebhookDelivery(webhook_id=webhook_id, body="{}")
 
 
+def _new(webhook_id: str | None, body: str | None = "{}") -> dict[str, Any]:
+    return {"webhook_id": webhook_id, "body": body}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"webhook_id": "wh-as-arrived", "signed_at": LONG_AGO, "body": "{}"},
+        {
+            "webhook_id": "wh-invalid",
+            "body": "[]",
+            "outcome": Outcome.INVALID,
+            "error": "body must be a JSON object",
+            "attempts": 1,
+            "processed_at": LONG_AGO,
+        },
+    ],
+    ids=["as-arrived", "invalid"],
+)
+def test_the_row_insert_returns_is_the_row_stored(db: None, values: dict[str, Any]) -> None:
+    """_insert builds its row without reading it back: every field as the database holds it."""
+    row, created = webhooks._insert(dict(values))
+
+    stored = WebhookDelivery.objects.get()
+    assert created is True
+    assert not row._state.adding
+    assert row._state.db == "default"
+    for f in WebhookDelivery._meta.concrete_fields:
+        assert getattr(row, f.attname) == getattr(stored, f.attname), f.name
+    assert stored.received_at is not None
+
+
 def test_insert_with_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_usable(
     db: None,
 ) -> None:
@@ -970,8 +1002,8 @@ def test_insert_on_another_database_vendor_goes_through_the_orm(db: None) -> Non
         mock.patch.object(connections["default"], "vendor", "unknown"),
         CaptureQueriesContext(connection) as queries,
     ):
-        stored, created = webhooks._insert(_new_row("wh-vendor"))
-        repeat, repeated = webhooks._insert(_new_row("wh-vendor"))
+        stored, created = webhooks._insert(_new("wh-vendor"))
+        repeat, repeated = webhooks._insert(_new("wh-vendor"))
 
     assert (created, repeated) == (True, False)
     assert repeat.pk == stored.pk
@@ -981,9 +1013,9 @@ def test_insert_on_another_database_vendor_goes_through_the_orm(db: None) -> Non
 
 def test_insert_in_a_transaction_uses_on_conflict_and_keeps_the_transaction(db: None) -> None:
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        stored, created = webhooks._insert(_new_row("wh-in-transaction"))
-        repeat, repeated = webhooks._insert(_new_row("wh-in-transaction"))
-        _after, _ = webhooks._insert(_new_row("wh-in-transaction-2"))
+        stored, created = webhooks._insert(_new("wh-in-transaction"))
+        repeat, repeated = webhooks._insert(_new("wh-in-transaction"))
+        _after, _ = webhooks._insert(_new("wh-in-transaction-2"))
 
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 3
@@ -997,12 +1029,12 @@ def test_insert_outside_a_transaction_is_a_plain_insert_and_a_repeat_reads_the_r
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with CaptureQueriesContext(connection) as queries:
-        stored, created = webhooks._insert(_new_row("wh-autocommit"))
+        stored, created = webhooks._insert(_new("wh-autocommit"))
     (insert,) = [q["sql"] for q in queries]
     assert insert.startswith("INSERT")
     assert "ON CONFLICT" not in insert
 
-    other = WebhookDelivery(webhook_id="wh-autocommit", body='{"another": "body"}')
+    other = _new("wh-autocommit", '{"another": "body"}')
     with CaptureQueriesContext(connection) as queries:
         repeat, repeated = webhooks._insert(other)
 
@@ -1011,7 +1043,7 @@ def test_insert_outside_a_transaction_is_a_plain_insert_and_a_repeat_reads_the_r
     assert [q["sql"].split()[0] for q in queries] == ["INSERT", "SELECT"]
     assert "arrived again with a different body" in caplog.text
     # Still in autocommit, nothing left open: the next one is stored and committed.
-    assert webhooks._insert(_new_row("wh-autocommit-2"))[1] is True
+    assert webhooks._insert(_new("wh-autocommit-2"))[1] is True
     assert not connection.in_atomic_block
     assert WebhookDelivery.objects.count() == 2
 
@@ -1019,7 +1051,7 @@ def test_insert_outside_a_transaction_is_a_plain_insert_and_a_repeat_reads_the_r
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("webhook_id", [None, "wh-not-stored"])
 def test_insert_raises_an_integrity_error_that_is_not_a_repeat(webhook_id: str | None) -> None:
-    broken = WebhookDelivery(webhook_id=webhook_id, body=None)  # body is NOT NULL
+    broken = _new(webhook_id, None)  # body is NOT NULL
 
     with pytest.raises(IntegrityError) as raised:
         webhooks._insert(broken)
