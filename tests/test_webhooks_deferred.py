@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from unittest import mock
 
@@ -944,10 +944,20 @@ def _new(webhook_id: str | None, body: str | None = "{}") -> dict[str, Any]:
     return {"webhook_id": webhook_id, "body": body}
 
 
+KOLKATA = timezone(timedelta(hours=5, minutes=30))
+
+
 @pytest.mark.parametrize(
     "values",
     [
         {"webhook_id": "wh-as-arrived", "signed_at": LONG_AGO, "body": "{}"},
+        {
+            "webhook_id": "wh-offset",
+            # Microseconds and an offset other than UTC: the same instant once stored.
+            "signed_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=KOLKATA),
+            "body": "{}",
+            "received_at": datetime(2026, 1, 2, 3, 4, 6, 1, tzinfo=KOLKATA),
+        },
         {
             "webhook_id": "wh-invalid",
             "body": "[]",
@@ -957,7 +967,7 @@ def _new(webhook_id: str | None, body: str | None = "{}") -> dict[str, Any]:
             "processed_at": LONG_AGO,
         },
     ],
-    ids=["as-arrived", "invalid"],
+    ids=["as-arrived", "offset", "invalid"],
 )
 def test_the_row_insert_returns_is_the_row_stored(db: None, values: dict[str, Any]) -> None:
     """_insert builds its row without reading it back: every field as the database holds it."""
@@ -970,6 +980,9 @@ def test_the_row_insert_returns_is_the_row_stored(db: None, values: dict[str, An
     for f in WebhookDelivery._meta.concrete_fields:
         assert getattr(row, f.attname) == getattr(stored, f.attname), f.name
     assert stored.received_at is not None
+    for name in ("signed_at", "received_at"):
+        if name in values:
+            assert getattr(stored, name) == values[name]
 
 
 def test_insert_with_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_usable(
