@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Q, QuerySet
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
@@ -479,7 +479,25 @@ def _insert_sql(
 
 def _insert(values: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
     """Store a new delivery with these field values: ``(row, True)``, or ``(stored row,
-    False)`` for a repeat.
+    False)`` for a repeat (see :func:`_write`)."""
+    written = _write(values)
+    if isinstance(written, WebhookDelivery):
+        return written, False
+    return _built(values, *written), True
+
+
+def _built(values: Mapping[str, Any], alias: str, pk: int) -> WebhookDelivery:
+    """The row :func:`_write` stored, built as a queryset builds one (``from_db``)."""
+    row = [
+        pk if name == _PK.attname else values[name] if name in values else _FILLED_BY_DATABASE[name]
+        for name in _ROW_ORDER
+    ]
+    return WebhookDelivery.from_db(alias, _ROW_ORDER, row)
+
+
+def _write(values: dict[str, Any]) -> tuple[str, int] | WebhookDelivery:
+    """Store a new delivery with these field values: its ``(database alias, pk)``, or the
+    row stored before under its ``webhook-id`` (a repeat).
 
     ``values`` maps attribute names to values of their fields' Python types; a field not
     in it gets its default. A repeat is a ``webhook-id`` already stored, even by another
@@ -491,10 +509,9 @@ def _insert(values: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
     (webhook_id) DO NOTHING``, which PostgreSQL makes costlier on every delivery, not
     only on the rare repeat. A repeat then reads the stored row.
 
-    It runs on every delivery, so it skips ``Model()`` and ``Model.save()`` (no
-    ``pre_save``/``post_save`` signals for this model; the row returned is built as a
-    queryset builds one, with ``from_db``); databases other than PostgreSQL and SQLite
-    take the ORM.
+    It runs on every delivery, so it builds no model instance (no ``pre_save`` or
+    ``post_save`` signals for this model; :func:`_built` makes the row when one is
+    wanted); databases other than PostgreSQL and SQLite take the ORM.
     """
     for f in _SENT_ALWAYS:
         if f.attname not in values:
@@ -504,7 +521,8 @@ def _insert(values: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
     if connection.vendor not in ("postgresql", "sqlite") or not (
         connection.features.can_return_columns_from_insert
     ):
-        return _insert_with_orm(WebhookDelivery(**values), alias)
+        row, created = _insert_with_orm(WebhookDelivery(**values), alias)
+        return (alias, row.pk) if created else row
     sent = {
         name: value
         for name, value in values.items()
@@ -535,12 +553,10 @@ def _insert(values: dict[str, Any]) -> tuple[WebhookDelivery, bool]:
     except IntegrityError as exc:
         if on_conflict:
             raise
-        return _stored(values, exc), False
+        return _stored(values, exc)
     if returned is None:
-        return _stored(values, None), False
-    values[_PK.attname] = returned[0]
-    row = [values[name] if name in values else _FILLED_BY_DATABASE[name] for name in _ROW_ORDER]
-    return WebhookDelivery.from_db(alias, _ROW_ORDER, row), True
+        return _stored(values, None)
+    return alias, returned[0]
 
 
 def _insert_with_orm(row: WebhookDelivery, alias: str) -> tuple[WebhookDelivery, bool]:
@@ -591,9 +607,25 @@ def receive_delivery(
     another connection) finds the stored row: it is processed only if it has not been
     acted on yet, so it acts once. Returns the row and this delivery's outcome.
     """
+    row, outcome = _receive(body, webhook_id, signed_at, deferred, build_row=True)
+    assert row is not None  # build_row
+    return row, outcome
+
+
+def _receive(
+    body: bytes,
+    webhook_id: str | None,
+    signed_at: datetime | None,
+    deferred: bool | None,
+    *,
+    build_row: bool,
+) -> tuple[WebhookDelivery | None, str]:
+    """:func:`receive_delivery`; without ``build_row``, the row of a delivery stored for
+    later is not built (``None``): the view answers with the outcome alone, and building
+    the model instance cost about 5% of the request."""
     text = _body_text(body)
     if iron_settings.WEBHOOK_DEFERRED if deferred is None else deferred:
-        return _store_for_later(text, webhook_id, signed_at)
+        return _store_for_later(text, webhook_id, signed_at, build_row=build_row)
     row, created = _insert({"webhook_id": webhook_id, "signed_at": signed_at, "body": text})
     if not created:
         if row.outcome == Outcome.INVALID:
@@ -605,8 +637,8 @@ def receive_delivery(
 
 
 def _store_for_later(
-    text: str, webhook_id: str | None, signed_at: datetime | None
-) -> tuple[WebhookDelivery, str]:
+    text: str, webhook_id: str | None, signed_at: datetime | None, *, build_row: bool
+) -> tuple[WebhookDelivery | None, str]:
     """Deferred processing: check the body's shape, store the row, schedule the drain.
 
     The shape is checked here so that a body Iron should not resend still gets its 400 at
@@ -626,7 +658,14 @@ def _store_for_later(
             attempts=1,
             processed_at=timezone.now(),
         )
-    row, created = _insert(new)
+        row, created = _insert(new)
+    else:
+        written = _write(new)
+        if not isinstance(written, WebhookDelivery):  # stored now: nearly every delivery
+            alias, pk = written
+            _request_drain(alias)
+            return (_built(new, alias, pk) if build_row else None), Outcome.RECEIVED
+        row, created = written, False
     if not created:
         if row.outcome not in RETRYABLE_OUTCOMES:
             logger.info("Iron webhook-id %r arrived again: %s.", webhook_id, row.outcome)
@@ -640,9 +679,14 @@ def _store_for_later(
     if row.outcome == Outcome.INVALID:
         logger.info("Iron webhook delivery %s has an invalid body: %s", row.pk, row.error)
         return row, Outcome.INVALID
-    # After the row commits (at once in autocommit), so the task can see it.
-    transaction.on_commit(drain_scheduler.request, robust=True)
+    _request_drain(row._state.db)
     return row, Outcome.RECEIVED
+
+
+def _request_drain(alias: str | None) -> None:
+    # After the row commits on the database it was written to (at once in autocommit), so
+    # the task can see it.
+    transaction.on_commit(drain_scheduler.request, using=alias, robust=True)
 
 
 def _processed(row: WebhookDelivery) -> tuple[WebhookDelivery, str]:
@@ -956,10 +1000,13 @@ class IronWebhookView(APIView):
         """
 
     def post(self, request: Request) -> HttpResponse:
-        meta = request.META
+        # Django's HttpRequest (DRF's documented ``request._request``): the headers and the
+        # raw body, without a proxy in between.
+        http_request: HttpRequest = request._request
+        meta = http_request.META
         webhook_id_header = meta.get("HTTP_WEBHOOK_ID")
         try:
-            body, timestamp, webhook_id = self._verify(request)
+            body, timestamp, webhook_id = self._verify(http_request)
         except _RefusedError as refused:
             log = logger.error if refused.status >= 500 else logger.warning
             log(
@@ -976,16 +1023,16 @@ class IronWebhookView(APIView):
 
         signed_at = datetime.fromtimestamp(timestamp, tz=dt_timezone.utc)
         deferred = None if self.processing is None else self.processing == WEBHOOK_DEFERRED
-        row, outcome = receive_delivery(
-            body=body, webhook_id=webhook_id, signed_at=signed_at, deferred=deferred
-        )
+        row, outcome = _receive(body, webhook_id, signed_at, deferred, build_row=False)
         if outcome == Outcome.INVALID:
-            return Response({"detail": row.error or "invalid body"}, status=400)
+            # An invalid delivery's row is always built (only a received one's is not).
+            error = row.error if row is not None else ""
+            return Response({"detail": error or "invalid body"}, status=400)
         if outcome == Outcome.FAILED:
             return Response({"detail": "processing failed; please retry"}, status=500)
         return HttpResponse(_OUTCOME_ANSWERS[outcome], content_type="application/json")
 
-    def _verify(self, request: Request) -> tuple[bytes, int, str | None]:
+    def _verify(self, request: HttpRequest) -> tuple[bytes, int, str | None]:
         """Size, configuration, signature, headers: everything that refuses a delivery."""
         meta = request.META
         limit = iron_settings.WEBHOOK_MAX_BODY_SIZE

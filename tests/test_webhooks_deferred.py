@@ -24,6 +24,7 @@ import pytest
 import time_machine
 from celery import Celery
 from django.db import IntegrityError, connection, connections, transaction
+from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 
@@ -234,6 +235,32 @@ def test_deferred_delivery_is_stored_with_one_sql_statement(
         columns = sql[sql.index("(") + 1 : sql.index(")")].replace('"', "").split(", ")
         assert columns == ["webhook_id", "signed_at", "body", "received_at"]
     assert WebhookDelivery.objects.filter(outcome=Outcome.RECEIVED).count() == 3
+
+
+@pytest.mark.usefixtures("deferred", "sent_drains")
+def test_the_view_stores_a_deferred_delivery_without_building_a_model_instance(
+    deliver: Callable[..., Any], identification: Identification
+) -> None:
+    built: list[WebhookDelivery] = []
+
+    def record(sender: type[WebhookDelivery], instance: WebhookDelivery, **kwargs: Any) -> None:
+        built.append(instance)
+
+    post_init.connect(record, sender=WebhookDelivery)
+    try:
+        response = deliver(identification_event(identification))
+        assert response.json() == {"outcome": "received"}
+        assert built == []  # its answer needs the outcome alone
+        # receive_delivery() still returns the row, as stored.
+        body = encode_event(identification_event(identification, "Approved"))
+        row, outcome = receive_delivery(
+            body=body, webhook_id="wh-row", signed_at=None, deferred=True
+        )
+        assert [b.pk for b in built] == [row.pk]
+    finally:
+        post_init.disconnect(record, sender=WebhookDelivery)
+    assert outcome == Outcome.RECEIVED
+    assert WebhookDelivery.objects.get(webhook_id="wh-row").body == row.body
 
 
 def test_what_the_insert_leaves_to_the_database_is_what_python_would_have_set() -> None:
