@@ -500,7 +500,8 @@ def _write(values: dict[str, Any]) -> tuple[str, int] | WebhookDelivery:
     row stored before under its ``webhook-id`` (a repeat).
 
     ``values`` maps attribute names to values of their fields' Python types; a field not
-    in it gets its default. A repeat is a ``webhook-id`` already stored, even by another
+    in it gets its default (``received_at`` and ``body`` are added to ``values``, for
+    :func:`_built`). A repeat is a ``webhook-id`` already stored, even by another
     connection at the same moment. One statement, which sends only the values that differ
     from what the database fills in (``db_default``, or NULL). Outside a transaction (the
     view is non-atomic) it is a plain ``INSERT ... RETURNING id``, committed at once, and
