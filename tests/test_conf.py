@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.conf import settings as django_settings
 from django.test import override_settings
 
 from django_iron_kyc.conf import IronKycSettings, iron_settings, is_loopback_host
@@ -60,7 +59,7 @@ def test_every_setting_reads_without_error_from_defaults(bare_settings):
             getattr(iron_settings, name)
 
 
-def test_settings_are_read_live():
+def test_override_settings_is_seen_at_once():
     assert iron_settings.API_KEY == settings.IRON_KYC_API_KEY
     with override_settings(IRON_KYC_API_KEY="changed", IRON_KYC_WEBHOOK_TOLERANCE=60):
         assert iron_settings.API_KEY == "changed"
@@ -73,9 +72,9 @@ def test_settings_are_kept_until_an_iron_kyc_setting_changes():
     try:
         with override_settings():
             # Assigned by hand: no setting_changed, the value read before stands...
-            django_settings.IRON_KYC_WEBHOOK_TOLERANCE = 5
+            settings.IRON_KYC_WEBHOOK_TOLERANCE = 5
             assert iron_settings.WEBHOOK_TOLERANCE == 300
-            with override_settings(USE_I18N=not django_settings.USE_I18N):  # another app's
+            with override_settings(USE_I18N=not settings.USE_I18N):  # another app's
                 assert iron_settings.WEBHOOK_TOLERANCE == 300
             # ...until reload() (what example_project/demo/runtime.py calls after assigning).
             iron_settings.reload()
