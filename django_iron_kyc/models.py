@@ -301,6 +301,14 @@ class WebhookDelivery(models.Model):
                 condition=models.Q(outcome="processed"),
                 name="iron_kyc_delivery_event_key",
             ),
+            # Deliveries that came for an identification before it was known here, acted on
+            # when an intent gets it (services._act_on_parked_deliveries): a handful of
+            # rows, and none that storing a new delivery touches.
+            models.Index(
+                fields=["object_iron_id"],
+                condition=models.Q(outcome="unknown_object"),
+                name="iron_kyc_delivery_parked",
+            ),
             # Pruning, and the admin's default ordering.
             models.Index(fields=["received_at"], name="iron_kyc_delivery_received"),
             # The drain and the webhook sweep: the few deliveries not acted on yet.

@@ -870,7 +870,8 @@ def _attach(pk: int, remote: RemoteIdentification, *, source: Source) -> Identif
     """
     with transaction.atomic():
         row = Identification.objects.select_for_update().get(pk=pk)
-        if row.iron_id is None:
+        newly_known = row.iron_id is None
+        if newly_known:
             other = (
                 Identification.objects.filter(iron_id=remote.iron_id)
                 .values_list("pk", flat=True)
@@ -897,7 +898,41 @@ def _attach(pk: int, remote: RemoteIdentification, *, source: Source) -> Identif
             row.last_error = ""
             row.save(update_fields=["last_error", "updated_at"])
         instance: Identification = apply_identification_state(row, remote, source=source).instance
+        if newly_known:
+            # Deliveries that came for it while it was unknown here act once it is known,
+            # after the signals of this state (registered first, sent first).
+            transaction.on_commit(partial(_act_on_parked_deliveries, remote.iron_id), robust=True)
         return instance
+
+
+def _act_on_parked_deliveries(iron_id: uuid.UUID) -> None:
+    """Act on the webhook deliveries stored for Iron identification ``iron_id`` while it was
+    unknown here (outcome ``unknown_object``), now that an intent has it.
+
+    Iron may send a webhook for an identification before the answer to its creation
+    reaches us: the answer was lost and the POST is sent again later, whose idempotent
+    replay carries the first state (Pending). The webhook's refresh of the customer usually
+    fills the gap; when it fails too, these deliveries would otherwise never count. Acting
+    again is safe: stale and repeated states are dropped, so nothing is signalled twice.
+    """
+    from . import webhooks
+    from .models import WebhookDelivery
+
+    parked = (
+        WebhookDelivery.objects.filter(
+            object_iron_id=iron_id, outcome=WebhookDelivery.Outcome.UNKNOWN_OBJECT
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    for delivery_pk in parked:
+        outcome = webhooks.reprocess_delivery(delivery_pk)
+        logger.info(
+            "Iron webhook delivery %s for %s, stored before it was known here: %s.",
+            delivery_pk,
+            iron_id,
+            outcome,
+        )
 
 
 def _reconcile_intent(

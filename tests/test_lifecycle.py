@@ -19,7 +19,7 @@ from django_iron_kyc.exceptions import (
     IronTransientError,
     SandboxNotAllowedError,
 )
-from django_iron_kyc.models import Customer, Identification, IdentificationQuerySet
+from django_iron_kyc.models import Customer, Identification, IdentificationQuerySet, WebhookDelivery
 from django_iron_kyc.services import parse_iron_datetime
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
@@ -467,6 +467,51 @@ def test_submit_old_key_is_never_posted_again_and_adopts_what_iron_created(
     assert len(posts(iron)) == 1  # no POST after the key expired
     assert len(iron.requests_to("GET", LIST_PATH)) == 1
     assert "reconciled by listing" in caplog.text
+
+
+def test_a_webhook_that_came_before_its_identification_was_known_acts_once_it_is_attached(
+    iron: FakeIron,
+    customer: Customer,
+    time_machine: Any,
+    deliver_fake_webhooks: Any,
+    django_capture_on_commit_callbacks: Any,
+    iron_signals: Any,
+) -> None:
+    """Found by the reliability state machine: the creation answer is lost, Iron approves the
+    identification and says so, and the refresh that webhook asks for does not happen (here:
+    its on-commit hook is not run). The POST sent again gets the idempotent replay of the
+    first answer, Pending; the stored delivery must still count."""
+    time_machine.move_to(START, tick=False)
+    row = intent(customer)
+    iron.fail_next(method="POST", drop="after")  # created at Iron, answer lost
+    with pytest.raises(IronTransientError):
+        services.submit_identification(row)
+    [created] = iron.identifications
+    time_machine.move_to(START + timedelta(minutes=5), tick=False)
+    iron.set_identification_status(created, "Approved")
+    with django_capture_on_commit_callbacks(execute=False):  # the refresh is lost
+        deliver_fake_webhooks()
+    approved = WebhookDelivery.objects.get(object_status="Approved")
+    assert approved.outcome == WebhookDelivery.Outcome.UNKNOWN_OBJECT
+    iron_signals.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.submit_identification(row)
+
+    _, second = posts(iron)
+    assert second.replayed  # Iron's first answer: Pending
+    result.refresh_from_db()
+    assert (str(result.iron_id), result.status) == (created, Identification.Status.APPROVED)
+    approved.refresh_from_db()
+    assert approved.outcome == WebhookDelivery.Outcome.PROCESSED
+    assert not WebhookDelivery.objects.filter(outcome=WebhookDelivery.Outcome.UNKNOWN_OBJECT)
+    assert [
+        kwargs["identification"].pk for kwargs in iron_signals.kwargs_of("identification_approved")
+    ] == [row.pk]
+    # Attaching it again (a repeated answer) acts on nothing more.
+    with django_capture_on_commit_callbacks(execute=True):
+        services.submit_identification(row)
+    assert len(iron_signals.kwargs_of("identification_approved")) == 1
 
 
 def test_submit_old_key_with_nothing_at_iron_fails_with_the_reason(
