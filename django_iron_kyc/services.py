@@ -42,7 +42,7 @@ from .exceptions import (
     IronTransientError,
     SandboxNotAllowedError,
 )
-from .models import Customer, Identification, IdentificationQuerySet
+from .models import Customer, Identification, IdentificationQuerySet, WebhookDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -915,24 +915,23 @@ def _act_on_parked_deliveries(iron_id: uuid.UUID) -> None:
     fills the gap; when it fails too, these deliveries would otherwise never count. Acting
     again is safe: stale and repeated states are dropped, so nothing is signalled twice.
     """
-    from . import webhooks
-    from .models import WebhookDelivery
+    from . import webhooks  # here: webhooks imports this module
 
-    parked = (
+    parked = list(
         WebhookDelivery.objects.filter(
             object_iron_id=iron_id, outcome=WebhookDelivery.Outcome.UNKNOWN_OBJECT
         )
         .order_by("pk")
         .values_list("pk", flat=True)
     )
-    for delivery_pk in parked:
-        outcome = webhooks.reprocess_delivery(delivery_pk)
+    if parked:
         logger.info(
-            "Iron webhook delivery %s for %s, stored before it was known here: %s.",
-            delivery_pk,
+            "Acting on Iron webhook deliveries %s, stored before identification %s was known here.",
+            parked,
             iron_id,
-            outcome,
         )
+    for delivery_pk in parked:
+        webhooks.reprocess_delivery(delivery_pk)  # logs each outcome
 
 
 def _reconcile_intent(

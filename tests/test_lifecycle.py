@@ -448,15 +448,21 @@ def test_submit_409_for_an_identification_superseded_locally_makes_it_current_ag
     assert list(Identification.objects.in_flight()) == [old]
 
 
+def submit_with_the_answer_lost(iron: FakeIron, row: Identification) -> str:
+    """POST ``row``: Iron creates the identification, but its answer is lost. Its Iron id."""
+    iron.fail_next(method="POST", drop="after")
+    with pytest.raises(IronTransientError):
+        services.submit_identification(row)
+    [created] = iron.identifications
+    return str(created)
+
+
 def test_submit_old_key_is_never_posted_again_and_adopts_what_iron_created(
     iron: FakeIron, customer: Customer, time_machine: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     time_machine.move_to(START, tick=False)
     row = intent(customer)
-    iron.fail_next(method="POST", drop="after")  # created at Iron, answer lost
-    with pytest.raises(IronTransientError):
-        services.submit_identification(row)
-    [created] = iron.identifications
+    created = submit_with_the_answer_lost(iron, row)
     time_machine.move_to(START + timedelta(hours=24), tick=False)
 
     with caplog.at_level(logging.INFO, logger="django_iron_kyc"):
@@ -483,10 +489,7 @@ def test_a_webhook_that_came_before_its_identification_was_known_acts_once_it_is
     first answer, Pending; the stored delivery must still count."""
     time_machine.move_to(START, tick=False)
     row = intent(customer)
-    iron.fail_next(method="POST", drop="after")  # created at Iron, answer lost
-    with pytest.raises(IronTransientError):
-        services.submit_identification(row)
-    [created] = iron.identifications
+    created = submit_with_the_answer_lost(iron, row)
     time_machine.move_to(START + timedelta(minutes=5), tick=False)
     iron.set_identification_status(created, "Approved")
     with django_capture_on_commit_callbacks(execute=False):  # the refresh is lost
