@@ -7,6 +7,7 @@ for its one summary message.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -21,7 +22,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 
-from ..exceptions import IronAPIError
+from .. import services
+from ..exceptions import IronAPIError, IronKycError
+from ..models import Customer
 
 if TYPE_CHECKING:
     ModelAdminBase = admin.ModelAdmin[Any]
@@ -35,6 +38,7 @@ __all__ = [
     "Tally",
     "describe_error",
     "fieldset_fields",
+    "refresh_customers",
     "safe_link",
 ]
 
@@ -188,3 +192,19 @@ class IronModelAdmin(ModelAdminBase):
                 **context,
             },
         )
+
+
+def refresh_customers(customers: Iterable[Customer], tally: Tally) -> None:
+    """Call ``services.refresh_customer`` for each customer, counting into ``tally``."""
+    for customer in customers:
+        if customer.iron_id is None:
+            tally.refused.append(
+                gettext("%(customer)s is not at Iron yet") % {"customer": customer}
+            )
+            continue
+        try:
+            services.refresh_customer(customer)
+        except IronKycError as error:
+            tally.failed.append(f"{customer}: {describe_error(error)}")
+        else:
+            tally.done += 1
