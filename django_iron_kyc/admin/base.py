@@ -20,13 +20,15 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext_lazy
 
 from .. import services
 from ..exceptions import IronAPIError, IronKycError
 from ..models import Customer
 
 if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
+
     ModelAdminBase = admin.ModelAdmin[Any]
 else:
     ModelAdminBase = admin.ModelAdmin
@@ -41,6 +43,14 @@ __all__ = [
     "refresh_customers",
     "safe_link",
 ]
+
+_REFUSED = ngettext_lazy(
+    "%(count)d refused (%(reasons)s)", "%(count)d refused (%(reasons)s)", "count"
+)
+_FAILED = ngettext_lazy("%(count)d failed (%(reasons)s)", "%(count)d failed (%(reasons)s)", "count")
+_CUSTOMERS_REFRESHED = ngettext_lazy(
+    "%(count)d customer refreshed from Iron", "%(count)d customers refreshed from Iron", "count"
+)
 
 # Change-page context that hides the save buttons (every field is read-only).
 READ_ONLY_CONTEXT = {
@@ -70,27 +80,16 @@ class Tally:
         self.refused: list[str] = []
         self.failed: list[str] = []
 
-    def message(self, done_text: str) -> tuple[str, int]:
-        """The summary (``done_text`` already holds the done count) and its message level."""
-        parts = [done_text]
-        if self.refused:
-            parts.append(
-                ngettext(
-                    "%(count)d refused (%(reasons)s)",
-                    "%(count)d refused (%(reasons)s)",
-                    len(self.refused),
-                )
-                % {"count": len(self.refused), "reasons": "; ".join(self.refused)}
-            )
-        if self.failed:
-            parts.append(
-                ngettext(
-                    "%(count)d failed (%(reasons)s)",
-                    "%(count)d failed (%(reasons)s)",
-                    len(self.failed),
-                )
-                % {"count": len(self.failed), "reasons": "; ".join(self.failed)}
-            )
+    def message(self, done: StrPromise, details: str = "") -> tuple[str, int]:
+        """The summary and its message level.
+
+        ``done`` is the plural message of the done count (``ngettext_lazy(..., "count")``);
+        ``details``, if any, follows it; then the refused and failed ones with their reasons.
+        """
+        parts = [" ".join(filter(None, (done % {"count": self.done}, details)))]
+        for reasons, text in ((self.refused, _REFUSED), (self.failed, _FAILED)):
+            if reasons:
+                parts.append(text % {"count": len(reasons), "reasons": "; ".join(reasons)})
         if not self.refused and not self.failed:
             level = messages.SUCCESS
         elif self.done:
@@ -194,8 +193,16 @@ class IronModelAdmin(ModelAdminBase):
         )
 
 
-def refresh_customers(customers: Iterable[Customer], tally: Tally) -> None:
-    """Call ``services.refresh_customer`` for each customer, counting into ``tally``."""
+def refresh_customers(
+    model_admin: ModelAdminBase,
+    request: HttpRequest,
+    customers: Iterable[Customer],
+    *,
+    details: str = "",
+) -> None:
+    """The "Refresh from Iron" action of both admins: ``services.refresh_customer`` for each
+    customer, then one message with the counts (``details`` after the done count)."""
+    tally = Tally()
     for customer in customers:
         if customer.iron_id is None:
             tally.refused.append(
@@ -208,3 +215,4 @@ def refresh_customers(customers: Iterable[Customer], tally: Tally) -> None:
             tally.failed.append(f"{customer}: {describe_error(error)}")
         else:
             tally.done += 1
+    model_admin.message_user(request, *tally.message(_CUSTOMERS_REFRESHED, details))

@@ -7,6 +7,7 @@ after a confirmation page.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -16,7 +17,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import services
@@ -30,6 +31,25 @@ else:
     IdentificationInlineBase = admin.TabularInline
 
 __all__ = ["CustomerAdmin", "IdentificationInline"]
+
+
+_STARTED = ngettext_lazy(
+    "%(count)d identification started", "%(count)d identifications started", "count"
+)
+
+
+@dataclass(frozen=True)
+class _StartOutcome:
+    """What starting one identification came to: started, refused here, or failed."""
+
+    identification: Identification | None = None
+    refused: str | None = None  # why nothing was sent to Iron
+    failed: str | None = None  # why Iron (or the way to it) failed it
+
+    @property
+    def reason(self) -> str | None:
+        """Why no identification was started, if none was."""
+        return self.refused or self.failed
 
 
 def _identification_label(iron_id: Any, pk: Any) -> str:
@@ -167,21 +187,19 @@ class CustomerAdmin(IronModelAdmin):
 
     def _start_one(
         self, request: HttpRequest, customer: Customer, *, with_edd: bool, force: bool
-    ) -> tuple[Identification | None, str | None, str | None]:
-        """Start one identification: (identification, refused reason, failure reason)."""
+    ) -> _StartOutcome:
+        """Start one identification for ``customer`` and log it on the customer's history."""
         try:
             identification = services.start_identification(customer, with_edd=with_edd, force=force)
         except IdentificationInFlightError:
-            return (
-                None,
-                gettext("customer %(customer)s already has an identification in flight")
-                % {"customer": customer},
-                None,
+            return _StartOutcome(
+                refused=gettext("customer %(customer)s already has an identification in flight")
+                % {"customer": customer}
             )
         except IdentificationStateError as error:
-            return None, str(error), None
+            return _StartOutcome(refused=str(error))
         except IronKycError as error:
-            return None, None, f"{customer}: {describe_error(error)}"
+            return _StartOutcome(failed=f"{customer}: {describe_error(error)}")
         identification.refresh_from_db()
         kind = gettext("with EDD") if with_edd else gettext("Link")
         text = (
@@ -195,44 +213,26 @@ class CustomerAdmin(IronModelAdmin):
         self.log_change(request, customer, text)
         if identification.failed_at is not None:
             # Celery ran the creation at once (eager) and Iron refused it.
-            return identification, None, f"{customer}: {identification.last_error}"
-        return identification, None, None
+            return _StartOutcome(identification, failed=f"{customer}: {identification.last_error}")
+        return _StartOutcome(identification)
 
     def _start_identifications(
         self, request: HttpRequest, queryset: QuerySet[Customer], *, with_edd: bool
     ) -> None:
         tally = Tally()
         for customer in queryset:
-            _, refused, failed = self._start_one(request, customer, with_edd=with_edd, force=False)
-            if refused:
-                tally.refused.append(refused)
-            elif failed:
-                tally.failed.append(failed)
+            outcome = self._start_one(request, customer, with_edd=with_edd, force=False)
+            if outcome.refused:
+                tally.refused.append(outcome.refused)
+            elif outcome.failed:
+                tally.failed.append(outcome.failed)
             else:
                 tally.done += 1
-        text, level = tally.message(
-            ngettext(
-                "%(count)d identification started",
-                "%(count)d identifications started",
-                tally.done,
-            )
-            % {"count": tally.done}
-        )
-        self.message_user(request, text, level)
+        self.message_user(request, *tally.message(_STARTED))
 
     @admin.action(description=_("Refresh from Iron"), permissions=("view",))
     def refresh_from_iron(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
-        tally = Tally()
-        refresh_customers(queryset, tally)
-        text, level = tally.message(
-            ngettext(
-                "%(count)d customer refreshed from Iron",
-                "%(count)d customers refreshed from Iron",
-                tally.done,
-            )
-            % {"count": tally.done}
-        )
-        self.message_user(request, text, level)
+        refresh_customers(self, request, queryset)
 
     # The "start a new identification" button ----------------------------------------------
 
@@ -251,21 +251,18 @@ class CustomerAdmin(IronModelAdmin):
         change_url = self.object_url("change", customer.pk)
         if request.method == "POST":
             with_edd = request.POST.get("with_edd") in {"on", "1", "true", "yes"}
-            identification, refused, failed = self._start_one(
-                request, customer, with_edd=with_edd, force=True
-            )
-            if refused or failed:
+            outcome = self._start_one(request, customer, with_edd=with_edd, force=True)
+            if outcome.reason:
                 self.message_user(
                     request,
-                    gettext("No identification started: %(reason)s")
-                    % {"reason": refused or failed},
+                    gettext("No identification started: %(reason)s") % {"reason": outcome.reason},
                     messages.ERROR,
                 )
             else:
                 self.message_user(
                     request,
                     gettext("Identification %(identification)s started for %(customer)s.")
-                    % {"identification": identification, "customer": customer},
+                    % {"identification": outcome.identification, "customer": customer},
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(change_url)

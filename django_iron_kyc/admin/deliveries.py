@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import webhooks
@@ -18,6 +18,10 @@ from ..models import WebhookDelivery
 from .base import ModelAdminBase, Tally, fieldset_fields
 
 __all__ = ["WebhookDeliveryAdmin"]
+
+_REPROCESSED = ngettext_lazy(
+    "%(count)d delivery reprocessed", "%(count)d deliveries reprocessed", "count"
+)
 
 
 @admin.register(WebhookDelivery)
@@ -120,10 +124,6 @@ class WebhookDeliveryAdmin(ModelAdminBase):
                 continue
             tally.done += 1
             outcomes[label] = outcomes.get(label, 0) + 1
-        done = ngettext(
-            "%(count)d delivery reprocessed", "%(count)d deliveries reprocessed", tally.done
-        ) % {"count": tally.done}
-        if outcomes:
-            done += " (" + ", ".join(f"{n} {label}" for label, n in sorted(outcomes.items())) + ")"
-        text, level = tally.message(done)
-        self.message_user(request, text, level)
+        counts = ", ".join(f"{n} {label}" for label, n in sorted(outcomes.items()))
+        details = f"({counts})" if counts else ""
+        self.message_user(request, *tally.message(_REPROCESSED, details))

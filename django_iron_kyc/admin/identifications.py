@@ -17,7 +17,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.safestring import SafeString
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .. import services
@@ -38,6 +38,23 @@ __all__ = ["IdentificationAdmin", "SupersededFilter"]
 
 _SANDBOX_PERMISSION = "iron_kyc.sandbox_decide"
 _SANDBOX_ACTION_NAMES = frozenset({"sandbox_approve", "sandbox_decline"})
+
+_FOR_IDENTIFICATIONS = ngettext_lazy(
+    "(for %(count)d identification)", "(for %(count)d identifications)", "count"
+)
+# The summary of a sandbox decision, by ``approve``.
+_DECIDED = {
+    True: ngettext_lazy(
+        "%(count)d identification approved in sandbox",
+        "%(count)d identifications approved in sandbox",
+        "count",
+    ),
+    False: ngettext_lazy(
+        "%(count)d identification declined in sandbox",
+        "%(count)d identifications declined in sandbox",
+        "count",
+    ),
+}
 
 
 class SupersededFilter(admin.SimpleListFilter):
@@ -132,24 +149,8 @@ class IdentificationAdmin(IronModelAdmin):
     @admin.action(description=_("Refresh from Iron"), permissions=("view",))
     def refresh_from_iron(self, request: HttpRequest, queryset: QuerySet[Identification]) -> None:
         customers = Customer.objects.filter(pk__in=queryset.values("customer_id")).order_by("pk")
-        tally = Tally()
-        refresh_customers(customers, tally)
-        text, level = tally.message(
-            ngettext(
-                "%(count)d customer refreshed from Iron",
-                "%(count)d customers refreshed from Iron",
-                tally.done,
-            )
-            % {"count": tally.done}
-            + " "
-            + ngettext(
-                "(for %(count)d identification)",
-                "(for %(count)d identifications)",
-                queryset.count(),
-            )
-            % {"count": queryset.count()}
-        )
-        self.message_user(request, text, level)
+        details = _FOR_IDENTIFICATIONS % {"count": queryset.count()}
+        refresh_customers(self, request, customers, details=details)
 
     @admin.action(description=_("Approve in sandbox"), permissions=("sandbox_decide",))
     def sandbox_approve(
@@ -174,7 +175,7 @@ class IdentificationAdmin(IronModelAdmin):
         tally = Tally()
         for identification in identifications:
             self._sandbox_decide_one(request, identification, approve=approve, tally=tally)
-        self.message_user(request, *self._sandbox_summary(tally, approve=approve))
+        self.message_user(request, *tally.message(_DECIDED[approve]))
         return None
 
     def _sandbox_decide_one(
@@ -209,22 +210,6 @@ class IdentificationAdmin(IronModelAdmin):
             % {"status": identification.status},
         )
         tally.done += 1
-
-    @staticmethod
-    def _sandbox_summary(tally: Tally, *, approve: bool) -> tuple[str, int]:
-        if approve:
-            done = ngettext(
-                "%(count)d identification approved in sandbox",
-                "%(count)d identifications approved in sandbox",
-                tally.done,
-            )
-        else:
-            done = ngettext(
-                "%(count)d identification declined in sandbox",
-                "%(count)d identifications declined in sandbox",
-                tally.done,
-            )
-        return tally.message(done % {"count": tally.done})
 
     def _sandbox_confirmation(
         self,
@@ -295,5 +280,5 @@ class IdentificationAdmin(IronModelAdmin):
             )
         tally = Tally()
         self._sandbox_decide_one(request, identification, approve=approve, tally=tally)
-        self.message_user(request, *self._sandbox_summary(tally, approve=approve))
+        self.message_user(request, *tally.message(_DECIDED[approve]))
         return HttpResponseRedirect(change_url)
