@@ -747,7 +747,8 @@ def test_reprocess_action_reports_a_delivery_that_fails_again(admin_client, monk
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("django_iron_kyc.webhooks.apply_identification_state", explode)
+    # Saving the identification fails, wherever in the package the delivery is processed.
+    monkeypatch.setattr(Identification, "save", explode)
     response = post_action(admin_client, "webhookdelivery", "reprocess", [delivery])
 
     assert messages_of(response) == [
