@@ -20,13 +20,14 @@ from django.urls import reverse
 
 from django_iron_kyc.models import Identification
 
-from .test_admin import SANDBOX_PATH, customer_at_iron, identification_at_iron
+from .support import SANDBOX_PATH, customer_at_iron, identification_at_iron
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = os.environ.get("IRON_KYC_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("IRON_KYC_CHROMEDRIVER", "/usr/bin/chromedriver")
-OUTPUT = Path(os.environ.get("IRON_KYC_TEST_OUTPUT", Path(__file__).parent.parent / "test-output"))
+REPOSITORY = Path(__file__).resolve().parents[2]
+OUTPUT = Path(os.environ.get("IRON_KYC_TEST_OUTPUT", REPOSITORY / "test-output"))
 WAIT_SECONDS = 15
 
 
