@@ -200,8 +200,11 @@ def refresh_customers(
     *,
     details: str = "",
 ) -> None:
-    """The "Refresh from Iron" action of both admins: ``services.refresh_customer`` for each
-    customer, then one message with the counts (``details`` after the done count)."""
+    """Both admins' "Refresh from Iron": refresh each customer, then one message with counts.
+
+    Calls ``services.refresh_customer`` per customer (one not at Iron yet is refused);
+    ``details`` follows the done count in the message.
+    """
     tally = Tally()
     for customer in customers:
         if customer.iron_id is None:
