@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
@@ -35,8 +34,16 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from . import __version__
-from .conf import iron_settings, is_loopback_host, proxy_url_problem
+from .conf import iron_settings
 from .exceptions import IronAPIError, IronConfigurationError, IronTransientError
+from .validators import (
+    Problem,
+    api_key_problem,
+    base_url_problem,
+    ca_bundle_problem,
+    proxy_url_problem,
+    url_host,
+)
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -140,23 +147,19 @@ class IronClient:
         ca_bundle: str | None = None,
     ) -> None:
         key = (api_key if api_key is not None else iron_settings.API_KEY).strip()
-        if not key:
+        problem = api_key_problem(key)
+        if problem is Problem.API_KEY_MISSING:
             raise IronConfigurationError("IRON_KYC_API_KEY is not set.")
-        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-            # requests would put the key in its InvalidHeader message: refuse it here, unnamed.
-            raise IronConfigurationError(
-                "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters."
-            )
+        if problem:
+            raise IronConfigurationError(f"IRON_KYC_API_KEY {problem}.")
         proxy = proxy if proxy is not None else iron_settings.PROXY
         if proxy and (problem := proxy_url_problem(proxy)):
             raise IronConfigurationError(f"IRON_KYC_PROXY {problem}.")
         # What an error page may echo back; longest first, so no part is left half-replaced.
         self._secrets = sorted({key, *_proxy_credentials(proxy or "")}, key=len, reverse=True)
         ca_bundle = ca_bundle if ca_bundle is not None else iron_settings.CA_BUNDLE
-        if ca_bundle and not os.path.isfile(ca_bundle):
-            raise IronConfigurationError(
-                f"IRON_KYC_CA_BUNDLE {ca_bundle!r} is not the path of an existing file."
-            )
+        if ca_bundle and (problem := ca_bundle_problem(ca_bundle)):
+            raise IronConfigurationError(f"IRON_KYC_CA_BUNDLE {ca_bundle!r} {problem}.")
         self.base_url = (base_url or iron_settings.BASE_URL).rstrip("/")
         _check_base_url(self.base_url)
         if timeout is None:
@@ -505,18 +508,14 @@ def _describe(exc: Exception) -> str:
 
 def _check_base_url(base_url: str) -> None:
     """Refuse to send the key over plain http to anything but a loopback address."""
-    try:
-        parts = urlsplit(base_url)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        raise IronConfigurationError("IRON_KYC_BASE_URL is not an http(s) URL.")
-    if parts.scheme == "http" and not is_loopback_host(host):
+    problem = base_url_problem(base_url)
+    if problem is Problem.BASE_URL_PLAIN_HTTP:
         raise IronConfigurationError(
-            f"IRON_KYC_BASE_URL uses plain http to {host}; only https (or a loopback fake) "
-            "may carry the API key."
+            f"IRON_KYC_BASE_URL uses plain http to {url_host(base_url)}; only https "
+            "(or a loopback fake) may carry the API key."
         )
+    if problem:
+        raise IronConfigurationError(f"IRON_KYC_BASE_URL {problem}.")
 
 
 def _proxy_credentials(proxy: str) -> set[str]:

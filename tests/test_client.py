@@ -36,13 +36,13 @@ from responses.registries import OrderedRegistry
 
 from django_iron_kyc import __version__
 from django_iron_kyc.client import IronClient, parse_error_body
-from django_iron_kyc.conf import is_loopback_host
 from django_iron_kyc.exceptions import (
     IronAPIError,
     IronConfigurationError,
     IronKycError,
     IronTransientError,
 )
+from django_iron_kyc.validators import is_loopback_host
 
 BASE = "http://127.0.0.1:9"
 API_KEY = "test-api-key-d0-not-log"  # tests/settings.py

@@ -75,9 +75,11 @@ def test_whsec_secret_is_base64_decoded():
     assert sign(secret.encode(), TIMESTAMP, BODY) != header
 
 
-def test_invalid_whsec_secret_is_a_value_error():
+@pytest.mark.parametrize("secret", ["whsec_***", "whsec_"])
+def test_whsec_secret_without_a_base64_key_is_a_value_error(secret):
+    """Not even an empty key: anyone could sign with it."""
     with pytest.raises(ValueError, match="base64"):
-        signing.secret_bytes("whsec_***")
+        signing.secret_bytes(secret)
 
 
 def test_one_matching_signature_among_several_is_enough():
