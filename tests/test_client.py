@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import logging
@@ -35,7 +36,7 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 from django_iron_kyc import __version__
-from django_iron_kyc.client import IronClient, parse_error_body
+from django_iron_kyc.client import ClientOptions, IronClient
 from django_iron_kyc.exceptions import (
     IronAPIError,
     IronConfigurationError,
@@ -383,14 +384,15 @@ def test_pending_identification_conflict_is_recognised(mocked):
     assert not second.value.is_pending_identification_conflict
 
 
-def test_long_error_bodies_are_cut():
-    response = requests.Response()
-    response.status_code = 502
-    response._content = b"x" * 10_000
-    message, code, request_id, body = parse_error_body(response)
-    assert len(message) == 500
-    assert len(body) == 2000
-    assert code is request_id is None
+def test_long_error_bodies_are_cut(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="x" * 10_000, status=502)
+
+    with pytest.raises(IronTransientError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert len(info.value.message) == 500
+    assert len(info.value.body) == 2000
+    assert info.value.code is info.value.request_id is None
 
 
 # --- redirects ----------------------------------------------------------------------------
@@ -640,6 +642,41 @@ def test_client_allows_plain_http_to_loopback(base_url):
 
 def test_timeout_given_as_one_number_applies_to_connect_and_read():
     assert IronClient(timeout=3).timeout == (3.0, 3.0)
+
+
+@override_settings(
+    IRON_KYC_BASE_URL="https://api.iron.xyz/",
+    IRON_KYC_TIMEOUT=4,
+    IRON_KYC_MAX_RETRIES=3,
+    IRON_KYC_PROXY="http://proxy-user:pr0xy-s3cret@proxy.internal:3128",
+)
+def test_client_options_are_the_settings_with_what_is_given_in_their_place():
+    options = ClientOptions.from_settings(max_retries=0, api_version="2025-03-13")
+
+    assert (options.api_key, options.base_url, options.timeout) == (
+        API_KEY,
+        "https://api.iron.xyz",
+        (4.0, 4.0),
+    )
+    assert (options.max_retries, options.api_version, options.sub_partner_id) == (
+        0,
+        "2025-03-13",
+        None,
+    )
+    assert IronClient(max_retries=0, api_version="2025-03-13").options == options
+    assert API_KEY not in repr(options)
+    assert "pr0xy-s3cret" not in repr(options)
+    with pytest.raises(AttributeError):
+        options.api_key = "other"  # type: ignore[misc]
+
+
+def test_client_options_are_checked_however_they_are_made():
+    options = ClientOptions.from_settings()
+
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_BASE_URL"):
+        dataclasses.replace(options, base_url="http://api.iron.xyz")
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_API_KEY"):
+        dataclasses.replace(options, api_key="sk live")
 
 
 # --- the API key stays secret -------------------------------------------------------------
