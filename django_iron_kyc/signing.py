@@ -17,7 +17,25 @@ import hmac
 import time
 from collections.abc import Iterable
 
+from .exceptions import WebhookVerificationError
 from .validators import webhook_secret_key, webhook_secret_problem
+
+__all__ = [
+    "ID_HEADER",
+    "MAX_SIGNATURES",
+    "MAX_SIGNATURE_HEADER_LENGTH",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_VERSION",
+    "TIMESTAMP_HEADER",
+    "MalformedSignatureError",
+    "SignatureError",
+    "compute_signature",
+    "parse_signatures",
+    "parse_timestamp",
+    "secret_bytes",
+    "sign",
+    "verify",
+]
 
 SIGNATURE_HEADER = "webhook-signature"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -28,10 +46,11 @@ MAX_SIGNATURE_HEADER_LENGTH = 4096
 MAX_SIGNATURES = 16
 
 
-class SignatureError(ValueError):
+class SignatureError(WebhookVerificationError, ValueError):
     """The signature headers are missing, malformed, stale or do not match.
 
-    ``reason`` is safe to show to the sender (it never contains the secret).
+    ``reason`` is safe to show to the sender (it never contains the secret). Also a
+    ``ValueError``, as it always was.
     """
 
     def __init__(self, reason: str) -> None:

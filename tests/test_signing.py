@@ -6,10 +6,12 @@ import base64
 import contextlib
 
 import pytest
+from django.core.exceptions import SuspiciousOperation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from django_iron_kyc import signing
+from django_iron_kyc.exceptions import IronKycError, WebhookVerificationError
 from django_iron_kyc.signing import (
     MalformedSignatureError,
     SignatureError,
@@ -164,6 +166,15 @@ def test_signature_error_is_a_value_error_with_a_reason():
     error = SignatureError("bad")
     assert isinstance(error, ValueError)
     assert error.reason == str(error) == "bad"
+
+
+def test_signature_errors_belong_to_the_apps_exception_family():
+    with pytest.raises(WebhookVerificationError) as info:
+        check(None)
+    assert isinstance(info.value, MalformedSignatureError)
+    assert isinstance(info.value, IronKycError)
+    assert isinstance(info.value, SuspiciousOperation)  # Django answers 400 if one escapes
+    assert issubclass(SignatureError, WebhookVerificationError)
 
 
 @settings(max_examples=300, deadline=None)
