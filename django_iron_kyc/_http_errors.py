@@ -1,8 +1,10 @@
 """How the client turns a failed exchange with Iron into an ``IronAPIError``. Private to
 ``client.py``.
 
-An error answer is read whatever its shape; the client's secrets are blanked out of its
-message and body (an error page may echo the request headers).
+An error answer is read whatever its shape, and every field the exception will carry (message,
+code, request id, body, and what came from a header) has the client's secrets blanked out in
+:func:`error_from_response`, before anything is cut to length: a secret straddling the cut would
+otherwise leave its first part behind.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import base64
 import json
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -26,6 +28,10 @@ _NO_ANSWER = (
     requests.exceptions.RetryError,
     requests.exceptions.ChunkedEncodingError,  # the connection dropped mid-body
 )
+# How much of each field an IronAPIError keeps.
+MESSAGE_LIMIT = 500
+BODY_TEXT_LIMIT = 2000
+ID_LIMIT = 200
 
 
 class Redactor:
@@ -43,38 +49,54 @@ class Redactor:
         return value
 
     def holds_secret(self, value: Any) -> bool:
-        """True if decoded JSON, written out again, holds a secret."""
-        text = json.dumps(value, default=str)
-        return any(secret in text for secret in self._secrets)
+        """True if any key or value of decoded JSON, at any depth, holds a secret."""
+        pending = [value]
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending += [*item.keys(), *item.values()]
+            elif isinstance(item, list):
+                pending += item
+            elif item is not None and any(secret in str(item) for secret in self._secrets):
+                return True
+        return False
+
+
+class _ErrorBody(NamedTuple):
+    message: str
+    code: str | None
+    request_id: str | None
+    body: Any
 
 
 def error_from_response(
     response: requests.Response, *, method: str, path: str, redactor: Redactor
 ) -> IronAPIError:
     """The exception for a 4xx/5xx answer: ``IronTransientError`` for 429 and 5xx."""
-    message, code, request_id, body = parse_error_body(response)
-    message = redactor.text(message)
+    read = _read_error_body(response)
+    request_id = read.request_id or response.headers.get("x-request-id")
+    body = read.body
     if isinstance(body, str):
-        body = redactor.text(body)
-    elif body is not None and redactor.holds_secret(body):
-        body = None
-    request_id = request_id or response.headers.get("x-request-id")
+        body = _cut(redactor.text(body), BODY_TEXT_LIMIT)
+    elif redactor.holds_secret(body):
+        body = None  # a JSON body is kept whole or not at all
     fields: dict[str, Any] = {
         "status": response.status_code,
-        "code": code,
-        "request_id": request_id,
+        "code": _cut(read.code and redactor.text(read.code), ID_LIMIT),
+        "request_id": _cut(request_id and redactor.text(request_id), ID_LIMIT),
         "method": method,
         "path": path,
         "body": body,
     }
+    message = redactor.text(read.message)[:MESSAGE_LIMIT]
     if response.status_code == 429 or response.status_code >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return IronTransientError(message, retry_after=retry_after, **fields)
     return IronAPIError(message, **fields)
 
 
-def parse_error_body(response: requests.Response) -> tuple[str, str | None, str | None, Any]:
-    """Read any of Iron's error shapes into ``(message, code, request_id, body)``.
+def _read_error_body(response: requests.Response) -> _ErrorBody:
+    """Any of Iron's error shapes, read whole (nothing is cut here).
 
     Shapes seen in Iron's documents: plain text (``authorization error``), a JSON string,
     ``{"error": {"code", "message", "request_id"}}``, and ``{"message", "trace_id"}``.
@@ -82,33 +104,32 @@ def parse_error_body(response: requests.Response) -> tuple[str, str | None, str 
     text = response.text.strip() if response.content else ""
     reason = response.reason or "error"
     if not text:
-        return (reason, None, None, None)
+        return _ErrorBody(reason, None, None, None)
     try:
         body: Any = json.loads(text)
     except ValueError:
-        return (text[:500], None, None, text[:2000])
+        return _ErrorBody(text, None, None, text)
     if isinstance(body, str):
-        return (body[:500] or reason, None, None, body)
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return (
-                str(error.get("message") or reason)[:500],
-                _str_or_none(error.get("code")),
-                _str_or_none(error.get("request_id") or body.get("request_id")),
-                body,
-            )
-        if isinstance(error, str) and "message" not in body:
-            code = _str_or_none(body.get("code"))
-            return (error[:500], code, _str_or_none(body.get("request_id")), body)
-        message = body.get("message") or body.get("detail") or reason
-        return (
-            str(message)[:500],
-            _str_or_none(body.get("code")),
-            _str_or_none(body.get("trace_id") or body.get("request_id")),
+        return _ErrorBody(body or reason, None, None, body)
+    if not isinstance(body, dict):
+        return _ErrorBody(text, None, None, body)
+    error = body.get("error")
+    if isinstance(error, dict):
+        return _ErrorBody(
+            str(error.get("message") or reason),
+            _str_or_none(error.get("code")),
+            _str_or_none(error.get("request_id") or body.get("request_id")),
             body,
         )
-    return (text[:500], None, None, body)
+    if isinstance(error, str) and "message" not in body:
+        code = _str_or_none(body.get("code"))
+        return _ErrorBody(error, code, _str_or_none(body.get("request_id")), body)
+    return _ErrorBody(
+        str(body.get("message") or body.get("detail") or reason),
+        _str_or_none(body.get("code")),
+        _str_or_none(body.get("trace_id") or body.get("request_id")),
+        body,
+    )
 
 
 def error_from_exception(exc: requests.RequestException, *, method: str, path: str) -> IronAPIError:
@@ -161,6 +182,10 @@ def _proxy_credentials(proxy: str) -> set[str]:
     found = {parts.netloc.rpartition("@")[0], f"{user}:{password}", token}
     found.update(p for p in (parts.password, password) if p)
     return found
+
+
+def _cut(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
 
 
 def _str_or_none(value: Any) -> str | None:

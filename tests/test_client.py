@@ -718,6 +718,67 @@ def test_api_key_is_never_logged_or_shown(mocked, caplog):
     assert "********" in errors[-1].message
 
 
+def shown_by(error: IronAPIError) -> str:
+    """Everything an error can show: its str and repr, its args and each attribute."""
+    return "\n".join(
+        [str(error), repr(error), *map(str, error.args), *map(repr, vars(error).values())]
+    )
+
+
+# The key's first ten characters: what a cut at 500 (or 2000, or 200) used to leave behind.
+KEY_START = API_KEY[:10]
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "headers"),
+    [
+        pytest.param(400, {"error": {"message": "no", "request_id": API_KEY}}, {}, id="request_id"),
+        pytest.param(409, {"error": {"code": API_KEY, "message": "no"}}, {}, id="error.code"),
+        pytest.param(400, {"message": "no", "code": f"bad:{API_KEY}"}, {}, id="code"),
+        pytest.param(500, {"message": "down", "trace_id": API_KEY}, {}, id="trace_id"),
+        pytest.param(404, "not found", {"X-Request-Id": API_KEY}, id="x-request-id-header"),
+        pytest.param(
+            503, "", {"X-Request-Id": "r-" + API_KEY * 20}, id="x-request-id-across-the-cut"
+        ),
+        pytest.param(400, "x" * 490 + API_KEY, {}, id="text-across-the-500-cut"),
+        pytest.param(400, {"message": "x" * 490 + API_KEY}, {}, id="message-across-the-500-cut"),
+        pytest.param(
+            400, {"error": "x" * 495 + API_KEY, "request_id": "x" * 190 + API_KEY}, {}, id="both"
+        ),
+        pytest.param(502, "y" * 1990 + API_KEY, {}, id="body-across-the-2000-cut"),
+        pytest.param(400, f'"{"z" * 490}{API_KEY}"', {}, id="json-string-across-the-cut"),
+    ],
+)
+def test_api_key_echoed_anywhere_in_an_error_answer_is_in_no_field_of_the_error(
+    mocked, status, answer, headers
+):
+    body = answer if isinstance(answer, str) else json.dumps(answer)
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=body, status=status, headers=headers)
+
+    with pytest.raises(IronAPIError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    shown = shown_by(info.value)
+    assert KEY_START not in shown
+    assert "********" in shown
+    assert len(info.value.message) <= 500
+
+
+def test_api_key_in_the_status_line_is_in_no_field_of_the_error(iron_server):
+    def status_line_with_the_key(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(407, f"Proxy Authentication Required for {API_KEY}")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    iron_server.script += [status_line_with_the_key]
+
+    with pytest.raises(IronAPIError) as info:
+        IronClient(base_url=iron_server.url, max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert info.value.message == "Proxy Authentication Required for ********"
+    assert KEY_START not in shown_by(info.value)
+
+
 def test_api_error_survives_pickling_with_its_attributes():
     error = IronTransientError(
         "busy",
@@ -1188,6 +1249,25 @@ def test_proxy_credentials_never_appear_in_errors_logs_or_repr(
     for secret in secrets:
         assert not [text for text in shown if secret in text], secret
     assert iron_server.seen == []  # every request ended at the proxy
+
+
+def test_proxy_credentials_echoed_in_any_field_are_in_no_field_of_the_error(mocked):
+    proxy = f"http://{PROXY_USER}:{PROXY_PASSWORD}@proxy.internal:3128"
+    token = PROXY_AUTH.split()[1]
+    mocked.get(
+        f"{CUSTOMERS}/{CUSTOMER_ID}",
+        json={"error": {"code": token, "message": "x" * 494 + PROXY_PASSWORD}},
+        status=407,
+        headers={"X-Request-Id": f"{PROXY_USER}:{PROXY_PASSWORD}"},
+    )
+
+    with pytest.raises(IronAPIError) as info:
+        client(proxy=proxy).get_customer(CUSTOMER_ID)
+
+    shown = shown_by(info.value)
+    assert (info.value.code, info.value.request_id) == ("********", "********")
+    assert PROXY_PASSWORD[:6] not in shown
+    assert token not in shown
 
 
 @pytest.fixture
