@@ -77,18 +77,18 @@ def error_from_response(
     request_id = read.request_id or response.headers.get("x-request-id")
     body = read.body
     if isinstance(body, str):
-        body = _cut(redactor.text(body), BODY_TEXT_LIMIT)
+        body = _shown(body, BODY_TEXT_LIMIT, redactor)
     elif redactor.holds_secret(body):
         body = None  # a JSON body is kept whole or not at all
     fields: dict[str, Any] = {
         "status": response.status_code,
-        "code": _cut(read.code and redactor.text(read.code), ID_LIMIT),
-        "request_id": _cut(request_id and redactor.text(request_id), ID_LIMIT),
+        "code": read.code and _shown(read.code, ID_LIMIT, redactor),
+        "request_id": request_id and _shown(request_id, ID_LIMIT, redactor),
         "method": method,
         "path": path,
         "body": body,
     }
-    message = redactor.text(read.message)[:MESSAGE_LIMIT]
+    message = _shown(read.message, MESSAGE_LIMIT, redactor)
     if response.status_code == 429 or response.status_code >= 500:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return IronTransientError(message, retry_after=retry_after, **fields)
@@ -107,7 +107,7 @@ def _read_error_body(response: requests.Response) -> _ErrorBody:
         return _ErrorBody(reason, None, None, None)
     try:
         body: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deep to read
         return _ErrorBody(text, None, None, text)
     if isinstance(body, str):
         return _ErrorBody(body or reason, None, None, body)
@@ -184,8 +184,11 @@ def _proxy_credentials(proxy: str) -> set[str]:
     return found
 
 
-def _cut(value: str | None, limit: int) -> str | None:
-    return None if value is None else value[:limit]
+def _shown(value: str, limit: int, redactor: Redactor) -> str:
+    """What an error may carry of a text from the answer: the secrets blanked out first, then
+    what a database text column refuses (NUL, a lone surrogate) replaced, then cut."""
+    value = redactor.text(value).replace("\x00", "\ufffd")
+    return value.encode("utf-8", "replace").decode("utf-8")[:limit]
 
 
 def _str_or_none(value: Any) -> str | None:

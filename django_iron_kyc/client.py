@@ -324,9 +324,9 @@ class IronClient:
                 return {}
             try:
                 return response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise IronAPIError(
-                    "Iron answered with a body that is not JSON.",
+                    "Iron answered with a body that is not JSON (or is nested too deep to read).",
                     status=status,
                     method=method,
                     path=path,

@@ -244,6 +244,17 @@ def test_success_with_a_json_list_is_an_api_error(mocked):
         client().get_customer(CUSTOMER_ID)
 
 
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_answer_nested_too_deep_to_read_is_an_api_error(mocked, status):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="[" * 100_000 + "]" * 100_000, status=status)
+
+    with pytest.raises(IronAPIError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert info.value.status == status
+    assert len(info.value.message) <= 500
+
+
 def test_empty_success_body_is_an_empty_object(mocked):
     mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="", status=204)
 
@@ -382,6 +393,19 @@ def test_pending_identification_conflict_is_recognised(mocked):
     assert not first.value.is_idempotency_conflict
     assert second.value.is_idempotency_conflict
     assert not second.value.is_pending_identification_conflict
+
+
+def test_error_text_a_database_would_refuse_is_replaced(mocked):
+    """NUL and a lone surrogate cannot be stored in a text column (last_error)."""
+    answer = {"error": {"message": "bad\x00value \ud800", "code": "c\x00", "request_id": "\udfff"}}
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=json.dumps(answer), status=400)
+
+    with pytest.raises(IronAPIError) as info:
+        client().get_customer(CUSTOMER_ID)
+
+    error = info.value
+    assert (error.message, error.code, error.request_id) == ("bad\ufffdvalue ?", "c\ufffd", "?")
+    assert str(error).encode("utf-8")
 
 
 def test_long_error_bodies_are_cut(mocked):
