@@ -2,6 +2,10 @@
 
 Each problem has a stable ID (``iron_kyc.E001``...) and a hint. Silence a warning you
 accept with ``SILENCED_SYSTEM_CHECKS = ["iron_kyc.W002"]``.
+
+The rules the client and the webhook signer apply too live in :mod:`django_iron_kyc.validators`;
+this module words their answers as check messages. Rules only a check applies (number ranges,
+the processing mode, cross-setting ones) are written here.
 """
 
 from __future__ import annotations
