@@ -2,14 +2,15 @@
 
 Each problem has a stable ID (``iron_kyc.E001``...) and a hint. Silence a warning you
 accept with ``SILENCED_SYSTEM_CHECKS = ["iron_kyc.W002"]``.
+
+The rules the client and the webhook signer apply too live in :mod:`django_iron_kyc.validators`;
+this module words their answers as check messages. Rules only a check applies (number ranges,
+the processing mode, cross-setting ones) are written here.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,13 +19,24 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from .conf import (
+    DEFAULT_BASE_URL,
     KNOWN_HOSTS,
     PRODUCTION_HOST,
     SANDBOX_HOST,
     WEBHOOK_PROCESSING_MODES,
+)
+from .validators import (
+    Problem,
+    api_key_problem,
+    base_url_problem,
+    ca_bundle_problem,
     is_loopback_host,
     proxy_url_problem,
+    url_host,
+    webhook_secret_problem,
 )
+
+__all__ = ["check_settings"]
 
 _MISSING = object()
 
@@ -48,16 +60,14 @@ def check_settings(
     errors += _check_webhook_secret()
     errors += _check_numbers()
     errors += _check_other_numbers()
-    errors += _check_sandbox_actions_type()
-    errors += _check_webhook_processing()
-    errors += _check_proxy()
-    errors += _check_ca_bundle()
+    for name, problem, check_id, hint in _OPTIONAL_SETTINGS:
+        errors += _check_optional(name, problem, check_id, hint)
     return errors
 
 
 def _check_api_key() -> list[CheckMessage]:
-    value = _setting("API_KEY")
-    if value is _MISSING or not isinstance(value, str) or not value.strip():
+    problem = api_key_problem(_setting("API_KEY"))
+    if problem is Problem.API_KEY_MISSING:
         return [
             Error(
                 "IRON_KYC_API_KEY is missing or empty.",
@@ -66,12 +76,11 @@ def _check_api_key() -> list[CheckMessage]:
                 id="iron_kyc.E001",
             )
         ]
-    key = value.strip()
-    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+    if problem is not None:
         # The message never repeats the key.
         return [
             Error(
-                "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters.",
+                f"IRON_KYC_API_KEY {problem}.",
                 hint="Copy the key again from Iron's dashboard; it cannot be sent as a header.",
                 id="iron_kyc.E013",
             )
@@ -82,18 +91,9 @@ def _check_api_key() -> list[CheckMessage]:
 def _check_base_url() -> list[CheckMessage]:
     value = _setting("BASE_URL")
     if value is _MISSING:
-        value = f"https://{SANDBOX_HOST}"
-    try:
-        parts = urlsplit(str(value))
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if (
-        not isinstance(value, str)
-        or parts is None
-        or parts.scheme not in ("http", "https")
-        or not host
-    ):
+        value = DEFAULT_BASE_URL
+    problem = base_url_problem(value)
+    if problem is Problem.BASE_URL_NOT_HTTP:
         return [
             Error(
                 f"IRON_KYC_BASE_URL {value!r} is not an http(s) URL.",
@@ -101,8 +101,9 @@ def _check_base_url() -> list[CheckMessage]:
                 id="iron_kyc.E002",
             )
         ]
+    host, parts = url_host(value), urlsplit(value)
     errors: list[CheckMessage] = []
-    if parts.scheme == "http" and not is_loopback_host(host):
+    if problem is Problem.BASE_URL_PLAIN_HTTP:
         errors.append(
             Error(
                 f"IRON_KYC_BASE_URL uses plain http to {host}; the API key would travel "
@@ -164,19 +165,14 @@ def _check_webhook_secret() -> list[CheckMessage]:
                 id="iron_kyc.E006",
             )
         ]
-    for secret in secrets:
-        if secret.startswith("whsec_"):
-            try:
-                if not base64.b64decode(secret[len("whsec_") :], validate=True):
-                    raise ValueError("empty key")
-            except (binascii.Error, ValueError):
-                return [
-                    Error(
-                        "An IRON_KYC_WEBHOOK_SECRET starting with 'whsec_' is empty or not base64.",
-                        hint="Copy the secret exactly as Iron shows it.",
-                        id="iron_kyc.E007",
-                    )
-                ]
+    if any(webhook_secret_problem(secret) for secret in secrets):
+        return [
+            Error(
+                "An IRON_KYC_WEBHOOK_SECRET starting with 'whsec_' is empty or not base64.",
+                hint="Copy the secret exactly as Iron shows it.",
+                id="iron_kyc.E007",
+            )
+        ]
     return []
 
 
@@ -213,7 +209,7 @@ def _check_numbers() -> list[CheckMessage]:
 
 
 # Every other numeric setting: (whole numbers only, smallest allowed value).
-NUMBER_SETTINGS: dict[str, tuple[bool, float]] = {
+_NUMBER_SETTINGS: dict[str, tuple[bool, float]] = {
     "MAX_RETRIES": (True, 0),
     "RETRY_BACKOFF": (False, 0),
     "RETRY_AFTER_MAX": (False, 0),
@@ -233,12 +229,12 @@ NUMBER_SETTINGS: dict[str, tuple[bool, float]] = {
 }
 
 # Iron forgets idempotency keys after 24 hours: one sent later could create a duplicate.
-IRON_KEY_LIFETIME_SECONDS = 24 * 3600
+_IRON_KEY_LIFETIME_SECONDS = 24 * 3600
 
 
 def _check_other_numbers() -> list[CheckMessage]:
     errors: list[CheckMessage] = []
-    for name, (whole, minimum) in NUMBER_SETTINGS.items():
+    for name, (whole, minimum) in _NUMBER_SETTINGS.items():
         value = _setting(name)
         if value is _MISSING:
             continue
@@ -253,7 +249,7 @@ def _check_other_numbers() -> list[CheckMessage]:
                 )
             )
     max_age = _setting("IDEMPOTENCY_KEY_MAX_AGE")
-    if _number(max_age) and max_age >= IRON_KEY_LIFETIME_SECONDS:
+    if _number(max_age) and max_age >= _IRON_KEY_LIFETIME_SECONDS:
         errors.append(
             Error(
                 "IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE must be shorter than 24 hours.",
@@ -265,63 +261,72 @@ def _check_other_numbers() -> list[CheckMessage]:
     return errors
 
 
-def _check_sandbox_actions_type() -> list[CheckMessage]:
-    value = _setting("SANDBOX_ACTIONS")
-    if value is _MISSING or value is None or isinstance(value, bool):
+def _check_optional(
+    name: str, problem: Callable[[Any], str | None], check_id: str, hint: str
+) -> list[CheckMessage]:
+    """One Error when ``IRON_KYC_<name>`` is set and ``problem`` finds fault with its value."""
+    value = _setting(name)
+    found = None if value is _MISSING else problem(value)
+    if found is None:
         return []
-    return [
-        Error(
-            f"IRON_KYC_SANDBOX_ACTIONS must be True, False or None; got {value!r}.",
-            hint="None (the default) turns sandbox actions on only for Iron's sandbox host "
-            "and loopback addresses.",
-            id="iron_kyc.E012",
-        )
-    ]
+    return [Error(f"IRON_KYC_{name} {found}.", hint=hint, id=check_id)]
 
 
-def _check_webhook_processing() -> list[CheckMessage]:
-    value = _setting("WEBHOOK_PROCESSING")
-    if value is _MISSING or value in WEBHOOK_PROCESSING_MODES:
-        return []
-    return [
-        Error(
-            f"IRON_KYC_WEBHOOK_PROCESSING must be 'inline' or 'deferred'; got {value!r}.",
-            hint="'inline' (the default) acts on a delivery before answering Iron; 'deferred' "
-            "answers once it is stored and acts on it in a Celery task.",
-            id="iron_kyc.E016",
-        )
-    ]
+def _sandbox_actions_problem(value: Any) -> str | None:
+    if value is None or isinstance(value, bool):
+        return None
+    return f"must be True, False or None; got {value!r}"
 
 
-def _check_proxy() -> list[CheckMessage]:
-    value = _setting("PROXY")
-    if value is _MISSING or value is None or value == "":
-        return []
-    # The messages never repeat the URL: it may carry the proxy's credentials.
-    problem = proxy_url_problem(value) if isinstance(value, str) else "is not a string"
-    if problem is None:
-        return []
-    return [
-        Error(
-            f"IRON_KYC_PROXY {problem}.",
-            hint="Give one proxy URL such as 'http://proxy.internal:3128' or "
-            "'http://user:password@proxy.internal:3128', or None for no proxy.",
-            id="iron_kyc.E014",
-        )
-    ]
+def _webhook_processing_problem(value: Any) -> str | None:
+    if value in WEBHOOK_PROCESSING_MODES:
+        return None
+    return f"must be 'inline' or 'deferred'; got {value!r}"
 
 
-def _check_ca_bundle() -> list[CheckMessage]:
-    value = _setting("CA_BUNDLE")
-    if value is _MISSING or value is None or value == "":
-        return []
-    if isinstance(value, (str, os.PathLike)) and os.path.isfile(value):
-        return []
-    return [
-        Error(
-            f"IRON_KYC_CA_BUNDLE {value!r} is not the path of an existing file.",
-            hint="Give the path of a PEM file of certificate authorities, or None for "
-            "certifi's bundle. TLS verification cannot be turned off.",
-            id="iron_kyc.E015",
-        )
-    ]
+def _proxy_problem(value: Any) -> str | None:
+    # Never repeats the URL: it may carry the proxy's credentials.
+    if value is None or value == "":
+        return None
+    problem = proxy_url_problem(value)
+    return None if problem is None else str(problem)
+
+
+def _ca_bundle_problem(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    problem = ca_bundle_problem(value)
+    return None if problem is None else f"{value!r} {problem}"
+
+
+# The settings that may be left unset, each checked by one rule: (name, rule, ID, hint).
+_OPTIONAL_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...] = (
+    (
+        "SANDBOX_ACTIONS",
+        _sandbox_actions_problem,
+        "iron_kyc.E012",
+        "None (the default) turns sandbox actions on only for Iron's sandbox host and loopback "
+        "addresses.",
+    ),
+    (
+        "WEBHOOK_PROCESSING",
+        _webhook_processing_problem,
+        "iron_kyc.E016",
+        "'inline' (the default) acts on a delivery before answering Iron; 'deferred' answers "
+        "once it is stored and acts on it in a Celery task.",
+    ),
+    (
+        "PROXY",
+        _proxy_problem,
+        "iron_kyc.E014",
+        "Give one proxy URL such as 'http://proxy.internal:3128' or "
+        "'http://user:password@proxy.internal:3128', or None for no proxy.",
+    ),
+    (
+        "CA_BUNDLE",
+        _ca_bundle_problem,
+        "iron_kyc.E015",
+        "Give the path of a PEM file of certificate authorities, or None for certifi's bundle. "
+        "TLS verification cannot be turned off.",
+    ),
+)

@@ -17,17 +17,13 @@ the environment (``HTTPS_PROXY``, ``REQUESTS_CA_BUNDLE``, ``.netrc``), and TLS i
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import os
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -35,19 +31,22 @@ from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util.retry import Retry
 
 from . import __version__
-from .conf import iron_settings, is_loopback_host, proxy_url_problem
-from .exceptions import IronAPIError, IronConfigurationError, IronTransientError
+from ._client_options import ClientOptions
+from ._http_errors import Redactor, error_from_exception, error_from_response, parse_retry_after
+from .exceptions import IronAPIError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
     from urllib3.connectionpool import ConnectionPool
     from urllib3.response import BaseHTTPResponse
 
+__all__ = ["ClientOptions", "IronClient", "IronObject"]
+
 logger = logging.getLogger(__name__)
 
-USER_AGENT = f"django-iron-kyc/{__version__} python-requests/{requests.__version__}"
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+_USER_AGENT = f"django-iron-kyc/{__version__} python-requests/{requests.__version__}"
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 IronObject = dict[str, Any]
 
@@ -83,7 +82,7 @@ class _IronRetry(Retry):
         if response is not None:
             header = response.headers.get("Retry-After")
             if header is not None:
-                seconds = _parse_retry_after(header)
+                seconds = parse_retry_after(header)
                 if seconds is None or seconds > self.give_up_after:
                     # With raise_on_status=False urllib3 hands back this response unchanged.
                     reason = ResponseError("Retry-After too long")
@@ -92,25 +91,7 @@ class _IronRetry(Retry):
 
     def parse_retry_after(self, retry_after: str) -> float:
         # Same reading as ``increment`` (urllib3's own refuses fractions such as "1.5").
-        return _parse_retry_after(retry_after) or 0.0
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = (when - datetime.now(timezone.utc)).total_seconds()
-    if seconds != seconds or seconds < 0:  # NaN or in the past
-        return 0.0
-    return min(seconds, 86400.0)
+        return parse_retry_after(retry_after) or 0.0
 
 
 class IronClient:
@@ -118,8 +99,9 @@ class IronClient:
 
     Settings are read when the client is made: ``IRON_KYC_API_KEY``, ``IRON_KYC_BASE_URL``,
     ``IRON_KYC_TIMEOUT``, ``IRON_KYC_API_VERSION``, ``IRON_KYC_SUB_PARTNER_ID``,
-    ``IRON_KYC_MAX_RETRIES``, ``IRON_KYC_PROXY``, ``IRON_KYC_CA_BUNDLE``. Any of them can be
-    given as keyword arguments instead.
+    ``IRON_KYC_MAX_RETRIES``, ``IRON_KYC_RETRY_BACKOFF``, ``IRON_KYC_RETRY_AFTER_MAX``,
+    ``IRON_KYC_PROXY``, ``IRON_KYC_CA_BUNDLE``. Any of them can be given as keyword
+    arguments instead (see :class:`ClientOptions`).
 
     Every method returns Iron's JSON object as a ``dict`` and raises ``IronAPIError`` (or
     its transient subclass) on failure.
@@ -139,76 +121,22 @@ class IronClient:
         proxy: str | None = None,
         ca_bundle: str | None = None,
     ) -> None:
-        key = (api_key if api_key is not None else iron_settings.API_KEY).strip()
-        if not key:
-            raise IronConfigurationError("IRON_KYC_API_KEY is not set.")
-        if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
-            # requests would put the key in its InvalidHeader message: refuse it here, unnamed.
-            raise IronConfigurationError(
-                "IRON_KYC_API_KEY contains spaces, control or non-ASCII characters."
-            )
-        proxy = proxy if proxy is not None else iron_settings.PROXY
-        if proxy and (problem := proxy_url_problem(proxy)):
-            raise IronConfigurationError(f"IRON_KYC_PROXY {problem}.")
-        # What an error page may echo back; longest first, so no part is left half-replaced.
-        self._secrets = sorted({key, *_proxy_credentials(proxy or "")}, key=len, reverse=True)
-        ca_bundle = ca_bundle if ca_bundle is not None else iron_settings.CA_BUNDLE
-        if ca_bundle and not os.path.isfile(ca_bundle):
-            raise IronConfigurationError(
-                f"IRON_KYC_CA_BUNDLE {ca_bundle!r} is not the path of an existing file."
-            )
-        self.base_url = (base_url or iron_settings.BASE_URL).rstrip("/")
-        _check_base_url(self.base_url)
-        if timeout is None:
-            timeout = iron_settings.TIMEOUT
-        self.timeout: tuple[float, float] = (
-            (float(timeout), float(timeout))
-            if isinstance(timeout, (int, float))
-            else (float(timeout[0]), float(timeout[1]))
+        self.options = ClientOptions.from_settings(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            api_version=api_version,
+            sub_partner_id=sub_partner_id,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            retry_after_max=retry_after_max,
+            proxy=proxy,
+            ca_bundle=ca_bundle,
         )
-        retries = iron_settings.MAX_RETRIES if max_retries is None else max_retries
-        backoff = iron_settings.RETRY_BACKOFF if backoff_factor is None else backoff_factor
-        retry = _IronRetry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            redirect=False,
-            allowed_methods=frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"}),
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=backoff,
-            backoff_jitter=backoff / 2,
-            backoff_max=30.0,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
-        retry.give_up_after = (
-            iron_settings.RETRY_AFTER_MAX if retry_after_max is None else retry_after_max
-        )
-        self.session = requests.Session()
-        self.session.trust_env = False  # no proxies or .netrc credentials picked up silently
-        if proxy:
-            self.session.proxies = {"http": proxy, "https": proxy}
-        if ca_bundle:
-            self.session.verify = ca_bundle  # a path: never False, so TLS is always verified
-        adapter = HTTPAdapter(max_retries=retry)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers.update(
-            {
-                "X-API-Key": key,
-                "User-Agent": USER_AGENT,
-                "Accept": JSON_CONTENT_TYPE,
-            }
-        )
-        version = api_version if api_version is not None else iron_settings.API_VERSION
-        if version:
-            self.session.headers["X-API-Version"] = version
-        sub_partner = sub_partner_id if sub_partner_id is not None else iron_settings.SUB_PARTNER_ID
-        if sub_partner:
-            self.session.headers["X-SUB-PARTNER-ID"] = sub_partner
+        self.base_url = self.options.base_url
+        self.timeout = self.options.timeout
+        self.session = _new_session(self.options)
+        self._redactor = Redactor(self.options.api_key, self.options.proxy)
 
     def __repr__(self) -> str:
         return f"<IronClient {self.base_url}>"
@@ -333,18 +261,8 @@ class IronClient:
 
     # --- transport --------------------------------------------------------------------
 
-    def _object(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        idempotency_key: uuid.UUID | str | None = None,
-    ) -> IronObject:
-        data = self.request(
-            method, path, params=params, json_body=json_body, idempotency_key=idempotency_key
-        )
+    def _object(self, method: str, path: str, **kwargs: Any) -> IronObject:
+        data = self.request(method, path, **kwargs)
         if not isinstance(data, dict):
             raise IronAPIError(
                 f"Iron answered with {type(data).__name__}, not a JSON object.",
@@ -376,34 +294,23 @@ class IronClient:
                 raise ValueError("Every POST to Iron needs an idempotency key.")
             headers["IDEMPOTENCY-KEY"] = str(idempotency_key)
         if json_body is not None:
-            headers["Content-Type"] = JSON_CONTENT_TYPE
+            headers["Content-Type"] = _JSON_CONTENT_TYPE
             data = json.dumps(json_body, separators=(",", ":")).encode()
-        url = self.base_url + path
-        # Errors are raised after the ``except`` blocks, so that requests' exception (whose
+        # The error is raised outside the ``except`` block, so that requests' exception (whose
         # request carries the X-API-Key header) is not chained to ours as ``__context__``.
         failure: IronAPIError | None = None
         try:
             response = self.session.request(
                 method,
-                url,
+                self.base_url + path,
                 params=params,
                 data=data,
                 headers=headers,
                 timeout=self.timeout,
                 allow_redirects=False,
             )
-        except (
-            requests.Timeout,
-            requests.ConnectionError,
-            requests.exceptions.RetryError,
-            # The connection dropped while the body was read: as transient as a timeout.
-            requests.exceptions.ChunkedEncodingError,
-        ) as exc:
-            failure = IronTransientError(
-                f"{_describe(exc)} talking to Iron", method=method, path=path
-            )
         except requests.RequestException as exc:
-            failure = IronAPIError(f"{_describe(exc)} talking to Iron", method=method, path=path)
+            failure = error_from_exception(exc, method=method, path=path)
         if failure is not None:
             logger.warning("Iron %s %s failed: %s", method, path, failure.message)
             raise failure
@@ -417,9 +324,9 @@ class IronClient:
                 return {}
             try:
                 return response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise IronAPIError(
-                    "Iron answered with a body that is not JSON.",
+                    "Iron answered with a body that is not JSON (or is nested too deep to read).",
                     status=status,
                     method=method,
                     path=path,
@@ -431,113 +338,47 @@ class IronClient:
                 method=method,
                 path=path,
             )
-        message, code, request_id, body = parse_error_body(response)
-        # Never let the key or the proxy's credentials through, even if an error page (Iron's
-        # or the proxy's) echoed the request headers.
-        for secret in self._secrets:
-            message = message.replace(secret, "********")
-            if isinstance(body, str):
-                body = body.replace(secret, "********")
-            elif body is not None and secret in json.dumps(body, default=str):
-                body = None
-        request_id = request_id or response.headers.get("x-request-id")
-        kwargs: dict[str, Any] = {
-            "status": status,
-            "code": code,
-            "request_id": request_id,
-            "method": method,
-            "path": path,
-            "body": body,
-        }
-        if status == 429 or status >= 500:
-            raise IronTransientError(
-                message,
-                retry_after=_parse_retry_after(response.headers.get("Retry-After")),
-                **kwargs,
-            )
-        raise IronAPIError(message, **kwargs)
+        raise error_from_response(response, method=method, path=path, redactor=self._redactor)
 
 
-def parse_error_body(response: requests.Response) -> tuple[str, str | None, str | None, Any]:
-    """Read any of Iron's error shapes into ``(message, code, request_id, body)``.
-
-    Shapes seen in Iron's documents: plain text (``authorization error``), a JSON string,
-    ``{"error": {"code", "message", "request_id"}}``, and ``{"message", "trace_id"}``.
-    """
-    text = response.text.strip() if response.content else ""
-    reason = response.reason or "error"
-    if not text:
-        return (reason, None, None, None)
-    try:
-        body: Any = json.loads(text)
-    except ValueError:
-        return (text[:500], None, None, text[:2000])
-    if isinstance(body, str):
-        return (body[:500] or reason, None, None, body)
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            return (
-                str(error.get("message") or reason)[:500],
-                _str_or_none(error.get("code")),
-                _str_or_none(error.get("request_id") or body.get("request_id")),
-                body,
-            )
-        if isinstance(error, str) and "message" not in body:
-            code = _str_or_none(body.get("code"))
-            return (error[:500], code, _str_or_none(body.get("request_id")), body)
-        message = body.get("message") or body.get("detail") or reason
-        return (
-            str(message)[:500],
-            _str_or_none(body.get("code")),
-            _str_or_none(body.get("trace_id") or body.get("request_id")),
-            body,
-        )
-    return (text[:500], None, None, body)
-
-
-def _describe(exc: Exception) -> str:
-    """Exception class names only: requests' messages carry URLs and connection details."""
-    name = type(exc).__name__
-    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
-    return f"{name} ({type(reason).__name__})" if isinstance(reason, Exception) else name
-
-
-def _check_base_url(base_url: str) -> None:
-    """Refuse to send the key over plain http to anything but a loopback address."""
-    try:
-        parts = urlsplit(base_url)
-        host = parts.hostname
-    except ValueError:
-        parts, host = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not host:
-        raise IronConfigurationError("IRON_KYC_BASE_URL is not an http(s) URL.")
-    if parts.scheme == "http" and not is_loopback_host(host):
-        raise IronConfigurationError(
-            f"IRON_KYC_BASE_URL uses plain http to {host}; only https (or a loopback fake) "
-            "may carry the API key."
-        )
-
-
-def _proxy_credentials(proxy: str) -> set[str]:
-    """The credentials in a proxy URL, in each form a response could echo them in.
-
-    The user name alone is not among them (it is not secret, and a short one would blank out
-    words of every message); with the password, or as the whole user part, it is.
-    """
-    parts = urlsplit(proxy)
-    if parts.username is None:
-        return set()
-    user, password = unquote(parts.username), unquote(parts.password or "")
-    # requests sends them as "Proxy-Authorization: Basic <base64 of user:password>".
-    token = base64.b64encode(f"{user}:{password}".encode("latin-1")).decode()
-    found = {parts.netloc.rpartition("@")[0], f"{user}:{password}", token}
-    found.update(p for p in (parts.password, password) if p)
-    return found
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
+def _new_session(options: ClientOptions) -> requests.Session:
+    """A session that sends the key, retries as the options say, never reads the environment
+    (proxies, ``.netrc``, CA bundles) and always verifies TLS."""
+    retries, backoff = options.max_retries, options.backoff_factor
+    retry = _IronRetry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=retries,
+        other=0,
+        redirect=False,
+        allowed_methods=frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"}),
+        status_forcelist=_RETRY_STATUSES,
+        backoff_factor=backoff,
+        backoff_jitter=backoff / 2,
+        backoff_max=30.0,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+        raise_on_redirect=False,
+    )
+    retry.give_up_after = options.retry_after_max
+    session = requests.Session()
+    session.trust_env = False
+    if options.proxy:
+        session.proxies = {"http": options.proxy, "https": options.proxy}
+    if options.ca_bundle:
+        session.verify = options.ca_bundle  # a path: never False
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update(
+        {"X-API-Key": options.api_key, "User-Agent": _USER_AGENT, "Accept": _JSON_CONTENT_TYPE}
+    )
+    if options.api_version:
+        session.headers["X-API-Version"] = options.api_version
+    if options.sub_partner_id:
+        session.headers["X-SUB-PARTNER-ID"] = options.sub_partner_id
+    return session
 
 
 def _seg(value: uuid.UUID | str) -> str:

@@ -15,14 +15,26 @@ Use the shared instance::
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.utils.functional import cached_property
+
+from .validators import is_loopback_host, url_host
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "KNOWN_HOSTS",
+    "PRODUCTION_HOST",
+    "SANDBOX_HOST",
+    "WEBHOOK_DEFERRED",
+    "WEBHOOK_INLINE",
+    "WEBHOOK_PROCESSING_MODES",
+    "IronKycSettings",
+    "iron_settings",
+]
 
 SANDBOX_HOST = "api.sandbox.iron.xyz"
 PRODUCTION_HOST = "api.iron.xyz"
@@ -34,40 +46,6 @@ DEFAULT_BASE_URL = f"https://{SANDBOX_HOST}"
 WEBHOOK_INLINE = "inline"
 WEBHOOK_DEFERRED = "deferred"
 WEBHOOK_PROCESSING_MODES = (WEBHOOK_INLINE, WEBHOOK_DEFERRED)
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost`` and any loopback IP address (127.0.0.0/8, ::1)."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def proxy_url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable as ``IRON_KYC_PROXY``, or ``None`` if nothing does.
-
-    The answer never repeats the URL (it may hold credentials). A proxy is an ``http://`` or
-    ``https://`` URL with a host; requests sends its credentials Latin-1 encoded.
-    """
-    try:
-        parts = urlsplit(url)
-        host, _port = parts.hostname, parts.port  # .port raises ValueError if not a number
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return "is not an http:// or https:// URL"
-    if not host:
-        return "has no host"
-    try:
-        f"{unquote(parts.username or '')}:{unquote(parts.password or '')}".encode("latin-1")
-    except UnicodeEncodeError:
-        return "has a user name or password that is not Latin-1"
-    return None
 
 
 class IronKycSettings:
@@ -106,10 +84,7 @@ class IronKycSettings:
     @cached_property
     def base_host(self) -> str | None:
         """The host name of ``BASE_URL`` (``None`` if it does not parse)."""
-        try:
-            return urlsplit(self.BASE_URL).hostname
-        except ValueError:
-            return None
+        return url_host(self.BASE_URL)
 
     @cached_property
     def is_sandbox_host(self) -> bool:

@@ -11,6 +11,17 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 
+__all__ = [
+    "IdentificationInFlightError",
+    "IdentificationStateError",
+    "IronAPIError",
+    "IronConfigurationError",
+    "IronKycError",
+    "IronTransientError",
+    "SandboxNotAllowedError",
+    "WebhookVerificationError",
+]
+
 
 class IronKycError(Exception):
     """Root of every exception this app raises."""

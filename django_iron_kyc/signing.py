@@ -12,12 +12,30 @@ Webhooks scheme (``id.timestamp.body``, base64, ``v1,<b64>``), whatever Iron's p
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import time
 from collections.abc import Iterable
+
+from .exceptions import WebhookVerificationError
+from .validators import webhook_secret_key, webhook_secret_problem
+
+__all__ = [
+    "ID_HEADER",
+    "MAX_SIGNATURES",
+    "MAX_SIGNATURE_HEADER_LENGTH",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_VERSION",
+    "TIMESTAMP_HEADER",
+    "MalformedSignatureError",
+    "SignatureError",
+    "compute_signature",
+    "parse_signatures",
+    "parse_timestamp",
+    "secret_bytes",
+    "sign",
+    "verify",
+]
 
 SIGNATURE_HEADER = "webhook-signature"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -28,10 +46,11 @@ MAX_SIGNATURE_HEADER_LENGTH = 4096
 MAX_SIGNATURES = 16
 
 
-class SignatureError(ValueError):
+class SignatureError(WebhookVerificationError, ValueError):
     """The signature headers are missing, malformed, stale or do not match.
 
-    ``reason`` is safe to show to the sender (it never contains the secret).
+    ``reason`` is safe to show to the sender (it never contains the secret). Also a
+    ``ValueError``, as it always was.
     """
 
     def __init__(self, reason: str) -> None:
@@ -45,15 +64,17 @@ class MalformedSignatureError(SignatureError):
 
 
 def secret_bytes(secret: str | bytes) -> bytes:
-    """The HMAC key for a configured secret: ``whsec_`` secrets are base64-decoded."""
+    """The HMAC key for a configured secret: ``whsec_`` secrets are base64-decoded.
+
+    Raises ``ValueError`` for a secret with no usable key (``whsec_`` not followed by
+    base64, or an empty key): anyone could sign with an empty one.
+    """
     if isinstance(secret, bytes):
         return secret
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret[len("whsec_") :], validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("a 'whsec_' webhook secret is not valid base64") from None
-    return secret.encode("utf-8")
+    key = webhook_secret_key(secret)
+    if key is None:
+        raise ValueError(f"a webhook secret {webhook_secret_problem(secret)}")
+    return key
 
 
 def compute_signature(secret: str | bytes, timestamp: str | int, body: bytes | str) -> str:

@@ -311,8 +311,8 @@ def test_every_setting_is_checked():
         for name, member in inspect.getmembers(IronKycSettings)
         if name.isupper() and isinstance(member, cached_property)
     }
-    missing = names - dedicated - set(checks.NUMBER_SETTINGS)
+    missing = names - dedicated - set(checks._NUMBER_SETTINGS)
     assert not missing, (
         f"IRON_KYC_ settings without a system check: {sorted(missing)}; add numeric ones to "
-        "django_iron_kyc.checks.NUMBER_SETTINGS, others to a dedicated check."
+        "django_iron_kyc.checks._NUMBER_SETTINGS, others to a dedicated check."
     )

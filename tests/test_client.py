@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import logging
@@ -35,14 +36,14 @@ from responses import matchers
 from responses.registries import OrderedRegistry
 
 from django_iron_kyc import __version__
-from django_iron_kyc.client import IronClient, parse_error_body
-from django_iron_kyc.conf import is_loopback_host
+from django_iron_kyc.client import ClientOptions, IronClient
 from django_iron_kyc.exceptions import (
     IronAPIError,
     IronConfigurationError,
     IronKycError,
     IronTransientError,
 )
+from django_iron_kyc.validators import is_loopback_host
 
 BASE = "http://127.0.0.1:9"
 API_KEY = "test-api-key-d0-not-log"  # tests/settings.py
@@ -243,6 +244,17 @@ def test_success_with_a_json_list_is_an_api_error(mocked):
         client().get_customer(CUSTOMER_ID)
 
 
+@pytest.mark.parametrize("status", [200, 400, 503])
+def test_answer_nested_too_deep_to_read_is_an_api_error(mocked, status):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="[" * 100_000 + "]" * 100_000, status=status)
+
+    with pytest.raises(IronAPIError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert info.value.status == status
+    assert len(info.value.message) <= 500
+
+
 def test_empty_success_body_is_an_empty_object(mocked):
     mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="", status=204)
 
@@ -383,14 +395,28 @@ def test_pending_identification_conflict_is_recognised(mocked):
     assert not second.value.is_pending_identification_conflict
 
 
-def test_long_error_bodies_are_cut():
-    response = requests.Response()
-    response.status_code = 502
-    response._content = b"x" * 10_000
-    message, code, request_id, body = parse_error_body(response)
-    assert len(message) == 500
-    assert len(body) == 2000
-    assert code is request_id is None
+def test_error_text_a_database_would_refuse_is_replaced(mocked):
+    """NUL and a lone surrogate cannot be stored in a text column (last_error)."""
+    answer = {"error": {"message": "bad\x00value \ud800", "code": "c\x00", "request_id": "\udfff"}}
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=json.dumps(answer), status=400)
+
+    with pytest.raises(IronAPIError) as info:
+        client().get_customer(CUSTOMER_ID)
+
+    error = info.value
+    assert (error.message, error.code, error.request_id) == ("bad\ufffdvalue ?", "c\ufffd", "?")
+    assert str(error).encode("utf-8")
+
+
+def test_long_error_bodies_are_cut(mocked):
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body="x" * 10_000, status=502)
+
+    with pytest.raises(IronTransientError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert len(info.value.message) == 500
+    assert len(info.value.body) == 2000
+    assert info.value.code is info.value.request_id is None
 
 
 # --- redirects ----------------------------------------------------------------------------
@@ -642,6 +668,41 @@ def test_timeout_given_as_one_number_applies_to_connect_and_read():
     assert IronClient(timeout=3).timeout == (3.0, 3.0)
 
 
+@override_settings(
+    IRON_KYC_BASE_URL="https://api.iron.xyz/",
+    IRON_KYC_TIMEOUT=4,
+    IRON_KYC_MAX_RETRIES=3,
+    IRON_KYC_PROXY="http://proxy-user:pr0xy-s3cret@proxy.internal:3128",
+)
+def test_client_options_are_the_settings_with_what_is_given_in_their_place():
+    options = ClientOptions.from_settings(max_retries=0, api_version="2025-03-13")
+
+    assert (options.api_key, options.base_url, options.timeout) == (
+        API_KEY,
+        "https://api.iron.xyz",
+        (4.0, 4.0),
+    )
+    assert (options.max_retries, options.api_version, options.sub_partner_id) == (
+        0,
+        "2025-03-13",
+        None,
+    )
+    assert IronClient(max_retries=0, api_version="2025-03-13").options == options
+    assert API_KEY not in repr(options)
+    assert "pr0xy-s3cret" not in repr(options)
+    with pytest.raises(AttributeError):
+        options.api_key = "other"  # type: ignore[misc]
+
+
+def test_client_options_are_checked_however_they_are_made():
+    options = ClientOptions.from_settings()
+
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_BASE_URL"):
+        dataclasses.replace(options, base_url="http://api.iron.xyz")
+    with pytest.raises(IronConfigurationError, match="IRON_KYC_API_KEY"):
+        dataclasses.replace(options, api_key="sk live")
+
+
 # --- the API key stays secret -------------------------------------------------------------
 
 
@@ -679,6 +740,67 @@ def test_api_key_is_never_logged_or_shown(mocked, caplog):
         assert error.__context__ is None
         assert error.__cause__ is None
     assert "********" in errors[-1].message
+
+
+def shown_by(error: IronAPIError) -> str:
+    """Everything an error can show: its str and repr, its args and each attribute."""
+    return "\n".join(
+        [str(error), repr(error), *map(str, error.args), *map(repr, vars(error).values())]
+    )
+
+
+# The key's first ten characters: what a cut at 500 (or 2000, or 200) used to leave behind.
+KEY_START = API_KEY[:10]
+
+
+@pytest.mark.parametrize(
+    ("status", "answer", "headers"),
+    [
+        pytest.param(400, {"error": {"message": "no", "request_id": API_KEY}}, {}, id="request_id"),
+        pytest.param(409, {"error": {"code": API_KEY, "message": "no"}}, {}, id="error.code"),
+        pytest.param(400, {"message": "no", "code": f"bad:{API_KEY}"}, {}, id="code"),
+        pytest.param(500, {"message": "down", "trace_id": API_KEY}, {}, id="trace_id"),
+        pytest.param(404, "not found", {"X-Request-Id": API_KEY}, id="x-request-id-header"),
+        pytest.param(
+            503, "", {"X-Request-Id": "r-" + API_KEY * 20}, id="x-request-id-across-the-cut"
+        ),
+        pytest.param(400, "x" * 490 + API_KEY, {}, id="text-across-the-500-cut"),
+        pytest.param(400, {"message": "x" * 490 + API_KEY}, {}, id="message-across-the-500-cut"),
+        pytest.param(
+            400, {"error": "x" * 495 + API_KEY, "request_id": "x" * 190 + API_KEY}, {}, id="both"
+        ),
+        pytest.param(502, "y" * 1990 + API_KEY, {}, id="body-across-the-2000-cut"),
+        pytest.param(400, f'"{"z" * 490}{API_KEY}"', {}, id="json-string-across-the-cut"),
+    ],
+)
+def test_api_key_echoed_anywhere_in_an_error_answer_is_in_no_field_of_the_error(
+    mocked, status, answer, headers
+):
+    body = answer if isinstance(answer, str) else json.dumps(answer)
+    mocked.get(f"{CUSTOMERS}/{CUSTOMER_ID}", body=body, status=status, headers=headers)
+
+    with pytest.raises(IronAPIError) as info:
+        client(max_retries=0).get_customer(CUSTOMER_ID)
+
+    shown = shown_by(info.value)
+    assert KEY_START not in shown
+    assert "********" in shown
+    assert len(info.value.message) <= 500
+
+
+def test_api_key_in_the_status_line_is_in_no_field_of_the_error(iron_server):
+    def status_line_with_the_key(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(407, f"Proxy Authentication Required for {API_KEY}")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    iron_server.script += [status_line_with_the_key]
+
+    with pytest.raises(IronAPIError) as info:
+        IronClient(base_url=iron_server.url, max_retries=0).get_customer(CUSTOMER_ID)
+
+    assert info.value.message == "Proxy Authentication Required for ********"
+    assert KEY_START not in shown_by(info.value)
 
 
 def test_api_error_survives_pickling_with_its_attributes():
@@ -1151,6 +1273,25 @@ def test_proxy_credentials_never_appear_in_errors_logs_or_repr(
     for secret in secrets:
         assert not [text for text in shown if secret in text], secret
     assert iron_server.seen == []  # every request ended at the proxy
+
+
+def test_proxy_credentials_echoed_in_any_field_are_in_no_field_of_the_error(mocked):
+    proxy = f"http://{PROXY_USER}:{PROXY_PASSWORD}@proxy.internal:3128"
+    token = PROXY_AUTH.split()[1]
+    mocked.get(
+        f"{CUSTOMERS}/{CUSTOMER_ID}",
+        json={"error": {"code": token, "message": "x" * 494 + PROXY_PASSWORD}},
+        status=407,
+        headers={"X-Request-Id": f"{PROXY_USER}:{PROXY_PASSWORD}"},
+    )
+
+    with pytest.raises(IronAPIError) as info:
+        client(proxy=proxy).get_customer(CUSTOMER_ID)
+
+    shown = shown_by(info.value)
+    assert (info.value.code, info.value.request_id) == ("********", "********")
+    assert PROXY_PASSWORD[:6] not in shown
+    assert token not in shown
 
 
 @pytest.fixture

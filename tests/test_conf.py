@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from django_iron_kyc.conf import IronKycSettings, iron_settings, is_loopback_host
+from django_iron_kyc.conf import IronKycSettings, iron_settings
 
 
 @pytest.fixture
@@ -196,23 +196,3 @@ def test_durations_are_read_as_seconds():
     with override_settings(IRON_KYC_POLL_FIRST_DELAY=5, IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE=3600.0):
         assert iron_settings.POLL_FIRST_DELAY == timedelta(seconds=5)
         assert iron_settings.IDEMPOTENCY_KEY_MAX_AGE == timedelta(hours=1)
-
-
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("localhost", True),
-        ("LOCALHOST", True),
-        ("127.0.0.1", True),
-        ("127.255.0.9", True),
-        ("::1", True),
-        ("[::1]", True),
-        ("api.iron.xyz", False),
-        ("127.0.0.1.example.com", False),
-        ("0.0.0.0", False),
-        ("", False),
-        (None, False),
-    ],
-)
-def test_is_loopback_host(host, loopback):
-    assert is_loopback_host(host) is loopback

@@ -6,10 +6,12 @@ import base64
 import contextlib
 
 import pytest
+from django.core.exceptions import SuspiciousOperation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from django_iron_kyc import signing
+from django_iron_kyc.exceptions import IronKycError, WebhookVerificationError
 from django_iron_kyc.signing import (
     MalformedSignatureError,
     SignatureError,
@@ -75,9 +77,11 @@ def test_whsec_secret_is_base64_decoded():
     assert sign(secret.encode(), TIMESTAMP, BODY) != header
 
 
-def test_invalid_whsec_secret_is_a_value_error():
+@pytest.mark.parametrize("secret", ["whsec_***", "whsec_"])
+def test_whsec_secret_without_a_base64_key_is_a_value_error(secret):
+    """Not even an empty key: anyone could sign with it."""
     with pytest.raises(ValueError, match="base64"):
-        signing.secret_bytes("whsec_***")
+        signing.secret_bytes(secret)
 
 
 def test_one_matching_signature_among_several_is_enough():
@@ -162,6 +166,15 @@ def test_signature_error_is_a_value_error_with_a_reason():
     error = SignatureError("bad")
     assert isinstance(error, ValueError)
     assert error.reason == str(error) == "bad"
+
+
+def test_signature_errors_belong_to_the_apps_exception_family():
+    with pytest.raises(WebhookVerificationError) as info:
+        check(None)
+    assert isinstance(info.value, MalformedSignatureError)
+    assert isinstance(info.value, IronKycError)
+    assert isinstance(info.value, SuspiciousOperation)  # Django answers 400 if one escapes
+    assert issubclass(SignatureError, WebhookVerificationError)
 
 
 @settings(max_examples=300, deadline=None)

@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_iron_kyc.conf import is_loopback_host
 from django_iron_kyc.tasks import BEAT_SCHEDULE as IRON_KYC_BEAT_SCHEDULE
+from django_iron_kyc.validators import is_loopback_host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,9 @@ import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import NoReverseMatch, reverse
 
-from ...conf import iron_settings, is_loopback_host
+from ...conf import iron_settings
 from ...testing.events import MESSAGE_SHAPES, build_event, encode_event, sign_webhook
+from ...validators import is_loopback_host
 from ...webhooks import CUSTOMER_STATUS, IDENTIFICATION_STATUS
 
 DEFAULT_STATUS = {IDENTIFICATION_STATUS: "Approved", CUSTOMER_STATUS: "Active"}
