@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from .api import IronApi
 from .faults import DropMode, Fault, FaultInjector
@@ -17,28 +17,35 @@ from .state import IDENTIFICATION_REQUIRED, NO_HOSTED_PAGE, IdDict, IronClock, I
 
 __all__ = ["FakeIron"]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-class _Option(Generic[T]):
+class _Option(Generic[_T]):
     """A ``FakeIron`` attribute that reads and writes its :class:`FakeOptions`."""
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
         self._name = name
 
-    def __get__(self, fake: FakeIron, owner: type[Any] | None = None) -> T:
-        value: T = getattr(fake.options, self._name)
+    @overload
+    def __get__(self, fake: None, owner: type[Any] | None = None) -> _Option[_T]: ...
+    @overload
+    def __get__(self, fake: FakeIron, owner: type[Any] | None = None) -> _T: ...
+    def __get__(self, fake: FakeIron | None, owner: type[Any] | None = None) -> _T | _Option[_T]:
+        if fake is None:  # looked up on the class (help(), documentation tools)
+            return self
+        value: _T = getattr(fake.options, self._name)
         return value
 
-    def __set__(self, fake: FakeIron, value: T) -> None:
+    def __set__(self, fake: FakeIron, value: _T) -> None:
         setattr(fake.options, self._name, value)
 
 
 class FakeIron:
     """A fake Iron HTTP server for tests and local development.
 
-    Keyword arguments after ``api_key`` are the :class:`FakeOptions` (readable and settable
-    as attributes of the same names), and ``host``, ``port`` (0: a free one),
+    Keyword arguments after ``api_key`` are the :class:`FakeOptions` (kept in
+    :attr:`options`; readable and settable as attributes of the same names, too), and
+    ``host``, ``port`` (0: a free one),
     ``partner_id`` and ``on_request`` (called with each :class:`RecordedRequest` once it
     is answered or dropped). See :mod:`django_iron_kyc.testing.fake` for what it imitates.
     """
