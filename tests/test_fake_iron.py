@@ -115,6 +115,24 @@ def test_constructor_rejects_unknown_options():
         FakeIron(list_order="random")
 
 
+def test_constructor_takes_only_the_api_key_by_position():
+    assert FakeIron("k").api_key == "k"
+    with pytest.raises(TypeError):
+        FakeIron("k", "secret")  # type: ignore[misc]
+
+
+def test_options_can_change_while_the_fake_runs(fake):
+    fake.message_shape = "flat"
+    fake.webhook_secret = "other"
+
+    fake.set_customer_status(fake.add_customer()["id"], "Suspended")
+
+    [delivery] = fake.outbox
+    assert fake.options.message_shape == "flat"
+    assert set(delivery.event["data"]["message"]) == {"id", "status"}
+    assert verify_delivery(delivery.headers, delivery.body, secret="other")
+
+
 # --- authentication -----------------------------------------------------------------------
 
 ENDPOINTS = [
@@ -602,6 +620,17 @@ def test_state_can_be_looked_up_by_uuid_or_string(fake):
     assert fake.customers.get(uuid.uuid4()) is None
 
 
+def test_state_mappings_are_snapshots_of_the_live_objects(fake):
+    customer = fake.add_customer()
+    snapshot = fake.customers
+
+    fake.add_customer()
+    fake.set_customer_status(customer["id"], "Suspended")
+
+    assert list(snapshot) == [customer["id"]]  # safe to iterate while the fake changes
+    assert snapshot[customer["id"]]["status"] == "Suspended"
+
+
 def test_setting_status_of_unknown_identification_raises_key_error(fake):
     with pytest.raises(KeyError):
         fake.set_identification_status(uuid.uuid4(), "Approved")
@@ -939,6 +968,19 @@ def test_stop_releases_a_request_held_by_a_delay():
 
     assert not thread.is_alive()
     assert len(outcome) == 1
+
+
+def test_faults_lists_the_armed_faults_until_they_are_used(fake, client):
+    first = fake.fail_next(2, status=500)
+    second = fake.fail_next(drop="before", path="/nowhere")
+    assert fake.faults == [first, second]
+
+    with pytest.raises(IronTransientError):
+        client.get_customer(uuid.uuid4())
+    assert [f.remaining for f in fake.faults] == [1, 1]
+
+    fake.clear_faults()
+    assert fake.faults == []
 
 
 def test_fail_next_validates_drop():

@@ -22,12 +22,26 @@ from django_iron_kyc.client import IronClient
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.services import RemoteIdentification, Source, apply_identification_state
-from django_iron_kyc.testing import build_event
+from django_iron_kyc.testing import (
+    FakeIron,
+    SignalRecorder,
+    WebhookSender,
+    build_event,
+    pytest_plugin,
+)
 from django_iron_kyc.testing.__main__ import main
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
 
 pytest_plugins = ["pytester"]
+
+# The checkout under test: a subprocess started elsewhere would import the installed package.
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def checkout_first(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this checkout first on ``PYTHONPATH``."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
 
 
 # --- a stand-in for the app's webhook view, to test the sender on its own ----------------
@@ -193,6 +207,7 @@ def test_signals_recorder(iron_signals):
 @pytest.mark.parametrize("args", [("-p", "no:django"), ()], ids=["no-pytest-django", "no-settings"])
 def test_plugin_works_without_pytest_django_or_django_settings(pytester, monkeypatch, args):
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", checkout_first(dict(os.environ))["PYTHONPATH"])
     pytester.makepyfile(test_plugin=PLUGIN_TESTS)
 
     result = pytester.runpytest_subprocess(*args, "-q", "-p", "no:cacheprovider")
@@ -202,6 +217,7 @@ def test_plugin_works_without_pytest_django_or_django_settings(pytester, monkeyp
 
 def test_plugin_uses_the_host_secret_and_restores_the_settings(pytester, monkeypatch):
     monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", checkout_first(dict(os.environ))["PYTHONPATH"])
     pytester.makeconftest(
         """
 def pytest_configure():
@@ -270,6 +286,25 @@ def test_signal_recorder_stops_recording_when_disconnected():
     signals.identification_approved.send_robust(sender=Identification)  # other receivers may fail
 
     assert recorder.names() == []
+
+
+def test_signal_recorder_records_inside_a_with_block_from_any_thread():
+    with SignalRecorder() as recorder:
+        sender = threading.Thread(
+            target=signals.customer_status_changed.send,
+            kwargs={"sender": Customer, "customer": "c", "status": "Active", "source": "poll"},
+        )
+        sender.start()
+        sender.join()
+    signals.customer_status_changed.send(sender=Customer, customer="c", status="Suspended")
+
+    assert recorder.names() == ["customer_status_changed"]
+    assert recorder.kwargs_of("customer_status_changed")[0]["status"] == "Active"
+
+
+def test_the_plugin_gives_the_kit_s_helpers():
+    assert pytest_plugin.SignalRecorder is SignalRecorder
+    assert pytest_plugin.WebhookSender is WebhookSender
 
 
 @pytest.mark.django_db
@@ -363,6 +398,29 @@ def test_deliver_fake_webhooks_sends_the_outbox_through_the_test_client(
     assert fake_iron.outbox == []
 
 
+# --- mirror_customer / mirror_identification ---------------------------------------------
+
+
+@pytest.mark.django_db
+def test_mirror_customer_and_identification_are_the_same_at_iron_and_here(fake_iron):
+    customer = mirror_customer(fake_iron, email="ada@example.com")
+    identification = mirror_identification(fake_iron, customer, status="Processed")
+
+    remote_customer = fake_iron.customers[customer.iron_id]
+    assert (customer.email, customer.status) == ("ada@example.com", remote_customer["status"])
+    remote = fake_iron.identifications[identification.iron_id]
+    assert remote["customer_id"] == str(customer.iron_id)
+    assert (identification.status, identification.url) == ("Processed", remote["url"])
+    assert identification.iron_updated_at.isoformat().startswith(remote["updated_at"][:19])
+    assert Identification.objects.get(iron_id=identification.iron_id).customer == customer
+
+
+@pytest.mark.django_db
+def test_mirror_identification_needs_a_customer_known_at_iron():
+    with FakeIron() as fake, pytest.raises(ValueError, match="not at Iron"):
+        mirror_identification(fake, CustomerFactory(unconfirmed=True))
+
+
 # --- python -m django_iron_kyc.testing ----------------------------------------------------
 
 
@@ -384,7 +442,7 @@ def test_main_refuses_auto_deliver_without_a_webhook_url(capsys):
 
 
 def test_module_runs_standalone_until_interrupted(tmp_path: Path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = checkout_first({**os.environ, "PYTHONUNBUFFERED": "1"})
     env.pop("DJANGO_SETTINGS_MODULE", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "django_iron_kyc.testing", "--port", "0", "--api-key", "k"],

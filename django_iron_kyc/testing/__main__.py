@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from .events import MESSAGE_SHAPES
 from .fake import ERROR_FORMATS, FakeIron, RecordedRequest
 
+__all__ = ["build_parser", "main"]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

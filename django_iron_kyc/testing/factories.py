@@ -12,10 +12,8 @@
     IdentificationFactory(unconfirmed=True)  # our intent only: no iron_id, no status yet
     CustomerFactory(unconfirmed=True)        # not created at Iron yet
 
-A row made here exists only in the database. To let a :class:`~.fake.FakeIron` know it too::
-
-    fake.add_customer(id=str(customer.iron_id), email=customer.email)
-    fake.add_identification(customer.iron_id, id=str(identification.iron_id))
+A row made here exists only in the database. For rows a :class:`~.fake.FakeIron` knows too,
+in the same state, use :mod:`~django_iron_kyc.testing.mirror`.
 """
 
 from __future__ import annotations
@@ -27,6 +25,8 @@ import factory
 from django.utils import timezone
 
 from ..models import Customer, Identification
+
+__all__ = ["CustomerFactory", "IdentificationFactory"]
 
 
 class CustomerFactory(factory.django.DjangoModelFactory[Customer]):

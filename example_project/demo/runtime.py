@@ -8,10 +8,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from django.core.wsgi import get_wsgi_application
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.urls import reverse
 
-from django_iron_kyc import signals
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.testing import FakeIron
 
@@ -119,67 +116,3 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-SIGNALS = {
-    "identification_status_changed": signals.identification_status_changed,
-    "identification_approved": signals.identification_approved,
-    "identification_declined": signals.identification_declined,
-    "identification_expired": signals.identification_expired,
-    "customer_status_changed": signals.customer_status_changed,
-}
-
-
-@dataclass(frozen=True)
-class Received:
-    """One signal as the host project received it."""
-
-    name: str
-    source: str
-    customer_email: str
-    status: str
-
-
-class SignalRecorder:
-    """Records every django-iron-kyc signal, from any thread (webhooks arrive on the server's)."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        self._lock = threading.Lock()
-        self._receivers = {name: self._receiver_for(name) for name in SIGNALS}
-
-    def _receiver_for(self, name: str) -> Any:
-        def receive(sender: Any, **kwargs: Any) -> None:
-            customer = kwargs.get("customer")
-            identification = kwargs.get("identification")
-            if customer is None and identification is not None:
-                customer = identification.customer
-            status = kwargs.get("status") or getattr(identification, "status", "")
-            with self._lock:
-                self.received.append(
-                    Received(name, str(kwargs.get("source", "")), customer.email, status)
-                )
-
-        return receive
-
-    def __enter__(self) -> SignalRecorder:
-        for name, signal in SIGNALS.items():
-            signal.connect(self._receivers[name], weak=False)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for name, signal in SIGNALS.items():
-            signal.disconnect(self._receivers[name])
-
-    def of(self, name: str, email: str | None = None) -> list[Received]:
-        with self._lock:
-            return [
-                r for r in self.received if r.name == name and email in (None, r.customer_email)
-            ]
-
-    def counts(self) -> Counter[str]:
-        with self._lock:
-            return Counter(r.name for r in self.received)
-
-    def sources(self, name: str) -> Counter[str]:
-        return Counter(r.source for r in self.of(name))

@@ -459,12 +459,10 @@ class IronMachine(RuleBasedStateMachine):
 
     def iron_ids(self) -> list[str]:
         # In creation order: ids are random, an order by id would differ between replays.
-        with self.fake._lock:
-            return list(self.fake.identifications)
+        return list(self.fake.identifications)
 
     def armed_faults(self) -> int:
-        with self.fake._lock:
-            return sum(f.remaining for f in self.fake._faults)
+        return sum(f.remaining for f in self.fake.faults)
 
     def send(self, delivery: Delivery) -> None:
         """Deliver one webhook to the app; react to the answer as Iron would."""

@@ -38,10 +38,9 @@ from django.utils import timezone
 from django_iron_kyc import services, tasks
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder
 
 from ...runtime import (
-    SignalRecorder,
     WebServer,
     pointed_at,
     run_tasks_in_process,
@@ -276,7 +275,7 @@ class Command(BaseCommand):
         user.refresh_from_db()
         customer.refresh_from_db()
         signal = "identification_approved" if approve else "identification_declined"
-        received = self.recorder.of(signal, email)
+        received = self.received(signal, email)
         expect(len(received) == 1, f"{email}: {signal} received {len(received)} times, not once")
         want = user.KycStatus.VERIFIED if approve else user.KycStatus.DECLINED
         expect(
@@ -290,11 +289,11 @@ class Command(BaseCommand):
             customer.status == want_customer,
             f"{email}: customer is {customer.status!r} at Iron, expected {want_customer}",
         )
-        customer_changes = self.recorder.of("customer_status_changed", email)
+        customer_changes = self.received("customer_status_changed", email)
         self.step(
             f"{username}: user {username!r} is {user.kyc_status}: {signal} was sent once "
-            f"(via {received[0].source}; the webhook repeating it changed nothing); "
-            f"customer {customer.status} (via {customer_changes[-1].source})",
+            f"(via {received[0]['source']}; the webhook repeating it changed nothing); "
+            f"customer {customer.status} (via {customer_changes[-1]['source']})",
         )
 
     def deliver_webhooks(self, username: str) -> None:
@@ -365,14 +364,14 @@ class Command(BaseCommand):
         identification.refresh_from_db()
         user.refresh_from_db()
         customer.refresh_from_db()
-        received = self.recorder.of("identification_approved", email)
+        received = self.received("identification_approved", email)
         expect(
             identification.status == Identification.Status.APPROVED,
             f"{email}: identification {identification.status!r} after the poll, expected Approved",
         )
         expect(
-            len(received) == 1 and received[0].source == "poll",
-            f"{email}: identification_approved received {[r.source for r in received]}, "
+            len(received) == 1 and received[0]["source"] == "poll",
+            f"{email}: identification_approved received {[r['source'] for r in received]}, "
             "expected once from the poll",
         )
         expect(user.is_verified, f"{email}: user is {user.kyc_status!r} after the poll")
@@ -384,6 +383,16 @@ class Command(BaseCommand):
             f"{username}: user {username!r} is {user.kyc_status}: identification_approved was "
             f"sent once (via poll); customer {customer.status} (via poll)",
         )
+
+    # --- what the host project received -----------------------------------------------------
+
+    def received(self, name: str, email: str) -> list[dict[str, Any]]:
+        """The kwargs of each ``name`` signal sent about the customer with this email."""
+        return [kw for kw in self.recorder.kwargs_of(name) if kw["customer"].email == email]
+
+    def sources(self, name: str) -> Counter[str]:
+        """How many ``name`` signals came from each source (webhook, poll...)."""
+        return Counter(kw["source"] for kw in self.recorder.kwargs_of(name))
 
     # --- summary ----------------------------------------------------------------------------
 
@@ -407,14 +416,14 @@ class Command(BaseCommand):
 
         self.say()
         self.say("Signals received by the host project")
-        counts = self.recorder.counts()
+        counts = Counter(self.recorder.names())
         self.table(
             ("signal", "count", "sources"),
             [
                 (
                     name,
                     str(count),
-                    ", ".join(f"{s} {n}" for s, n in sorted(self.recorder.sources(name).items())),
+                    ", ".join(f"{s} {n}" for s, n in sorted(self.sources(name).items())),
                 )
                 for name, count in sorted(counts.items())
             ],
