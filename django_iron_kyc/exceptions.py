@@ -124,5 +124,13 @@ class SandboxNotAllowedError(IronKycError):
     """A sandbox-only call was attempted while sandbox actions are off."""
 
 
+class InvalidPayloadError(IronKycError, ValueError):
+    """JSON (a webhook body, an API answer) that is not Iron's shape.
+
+    Also a ``ValueError``. The message names the field and never quotes the value, so it is
+    safe to log, store and return to Iron.
+    """
+
+
 class WebhookVerificationError(IronKycError, SuspiciousOperation):
     """A webhook delivery failed authentication (signature, timestamp, headers)."""

@@ -30,7 +30,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, F, Q, Value, When
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from . import signals
 from .client import IronClient
@@ -43,6 +42,12 @@ from .exceptions import (
     SandboxNotAllowedError,
 )
 from .models import Customer, Identification, IdentificationQuerySet, WebhookDelivery
+from .payloads import (
+    RemoteCustomer,
+    RemoteIdentification,
+    normalize_identification_status,
+    parse_iron_datetime,  # noqa: F401 (re-exported)
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,120 +65,8 @@ class Source(str, enum.Enum):
         return self.value
 
 
-STATUS_ALIASES = {"Rejected": Identification.Status.DECLINED.value}
 KNOWN_IDENTIFICATION_STATUSES = frozenset(Identification.Status.values)
 KNOWN_CUSTOMER_STATUSES = frozenset(Customer.Status.values)
-
-
-def normalize_identification_status(status: str) -> str:
-    """Iron's status as we store it: exactly as spelled, except ``Rejected`` → ``Declined``."""
-    return STATUS_ALIASES.get(status, status)
-
-
-def parse_iron_datetime(value: Any) -> datetime | None:
-    """Parse one of Iron's ISO 8601 timestamps into an aware datetime (UTC if naive)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        parsed: datetime | None = value
-    elif isinstance(value, str):
-        try:
-            parsed = parse_datetime(value.strip())
-        except ValueError:
-            parsed = None
-    else:
-        parsed = None
-    if parsed is None:
-        raise ValueError(f"not an ISO 8601 timestamp: {value!r}")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, dt_timezone.utc)
-    return parsed
-
-
-def _uuid(value: Any, what: str) -> uuid.UUID:
-    try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-    except (TypeError, ValueError, AttributeError):
-        raise ValueError(f"{what} is not a UUID: {value!r}") from None
-
-
-def _required_status(data: Any, what: str) -> str:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{what} must be a JSON object")
-    status = data.get("status")
-    if not isinstance(status, str) or not status:
-        raise ValueError(f"{what} has no status: {status!r}")
-    return status
-
-
-def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    return None if value is None else str(value)
-
-
-@dataclass(frozen=True)
-class RemoteIdentification:
-    """Iron's view of one identification, from any source.
-
-    Fields left ``None`` were not in what Iron sent and are not changed locally. From a
-    webhook only ``iron_id``, ``status`` and ``updated_at`` (the container's timestamp)
-    are known.
-    """
-
-    iron_id: uuid.UUID
-    status: str
-    updated_at: datetime | None = None
-    created_at: datetime | None = None
-    customer_iron_id: uuid.UUID | None = None
-    url: str | None = None
-    review_comment: str | None = None
-    with_edd: bool | None = None
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> RemoteIdentification:
-        """Build from Iron's ``Identification`` JSON. Raises ``ValueError`` on a bad shape."""
-        status = _required_status(data, "identification")
-        customer = data.get("customer_id")
-        with_edd = data.get("with_edd")
-        return cls(
-            iron_id=_uuid(data.get("id"), "identification id"),
-            status=status,
-            updated_at=parse_iron_datetime(data.get("updated_at")),
-            created_at=parse_iron_datetime(data.get("created_at")),
-            customer_iron_id=_uuid(customer, "customer id") if customer else None,
-            url=_optional_str(data, "url"),
-            review_comment=_optional_str(data, "review_comment"),
-            with_edd=bool(with_edd) if with_edd is not None else None,
-        )
-
-
-@dataclass(frozen=True)
-class RemoteCustomer:
-    """Iron's view of one customer (``None`` fields were not sent)."""
-
-    iron_id: uuid.UUID
-    status: str
-    updated_at: datetime | None = None
-    created_at: datetime | None = None
-    email: str | None = None
-    name: str | None = None
-    external_id: str | None = None
-    customer_type: str | None = None
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> RemoteCustomer:
-        """Build from Iron's ``Customer`` JSON. Raises ``ValueError`` on a bad shape."""
-        status = _required_status(data, "customer")
-        return cls(
-            iron_id=_uuid(data.get("id"), "customer id"),
-            status=status,
-            updated_at=parse_iron_datetime(data.get("updated_at")),
-            created_at=parse_iron_datetime(data.get("created_at")),
-            email=_optional_str(data, "email"),
-            name=_optional_str(data, "name"),
-            external_id=_optional_str(data, "external_id"),
-            customer_type=_optional_str(data, "customer_type"),
-        )
 
 
 @dataclass

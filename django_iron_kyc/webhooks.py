@@ -48,7 +48,6 @@ import re
 import threading
 import time
 import traceback as traceback_module
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,15 +70,20 @@ from rest_framework.views import APIView
 
 from . import signing
 from .conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
+from .exceptions import InvalidPayloadError
 from .models import Customer, WebhookDelivery
-from .services import (
+from .payloads import (
+    EventType,
     RemoteCustomer,
     RemoteIdentification,
+    WebhookEvent,
+    parse_event,
+)
+from .services import (
     Source,
     apply_customer_state,
     apply_identification_state,
     locked_identifications,
-    parse_iron_datetime,
 )
 
 if TYPE_CHECKING:
@@ -90,138 +94,8 @@ logger = logging.getLogger(__name__)
 
 Outcome = WebhookDelivery.Outcome
 
-IDENTIFICATION_STATUS = "identification_status"
-CUSTOMER_STATUS = "customer_status"
-HANDLED_TYPES = frozenset({IDENTIFICATION_STATUS, CUSTOMER_STATUS})
-
 # A delivery in one of these states has not been acted on (yet): a retry processes it.
 RETRYABLE_OUTCOMES = frozenset({Outcome.RECEIVED, Outcome.FAILED})
-
-_TEXT_LIMIT = 64  # event_type and object_status columns
-
-
-class InvalidPayloadError(ValueError):
-    """A verified body that is not Iron's webhook JSON. The message is safe to return."""
-
-
-@dataclass(frozen=True)
-class WebhookEvent:
-    """What a delivery's body says, checked against Iron's container shape.
-
-    ``customer_iron_id``, ``object_iron_id`` and ``status`` are always set for the types
-    we act on; for other types they are filled in when the body happens to carry them.
-    """
-
-    type: str
-    timestamp: datetime
-    customer_iron_id: uuid.UUID | None
-    object_iron_id: uuid.UUID | None
-    status: str
-
-    @property
-    def key(self) -> str:
-        """``type:object id:status:timestamp``: the same event under another webhook id."""
-        return ":".join(
-            (self.type, str(self.object_iron_id or ""), self.status, self.timestamp.isoformat())
-        )
-
-
-# --- Parsing ----------------------------------------------------------------------------
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidPayloadError(f"{what} must be a non-empty string")
-    if len(value) > _TEXT_LIMIT:
-        raise InvalidPayloadError(f"{what} is longer than {_TEXT_LIMIT} characters")
-    if "\x00" in value or not value.isprintable():
-        raise InvalidPayloadError(f"{what} contains control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidPayloadError(f"{what} is not valid Unicode") from None
-    return value
-
-
-def _uuid(value: Any, what: str) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise InvalidPayloadError(f"{what} must be a UUID string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidPayloadError(f"{what} is not a UUID") from None
-
-
-def _timestamp(value: Any) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidPayloadError("timestamp must be an ISO 8601 string")
-    try:
-        parsed = parse_iron_datetime(value)
-        if parsed is None:
-            raise ValueError
-        # Years near 1 or 9999 with an offset cannot be stored in UTC.
-        return parsed.astimezone(dt_timezone.utc)
-    except (ValueError, OverflowError):
-        raise InvalidPayloadError("timestamp is not an ISO 8601 date-time") from None
-
-
-def _message(value: Any) -> Mapping[str, Any]:
-    """Iron's ``message``: flat ``{"id", "status"}`` or tagged ``{"AnyTag": {"id", ...}}``."""
-    if not isinstance(value, dict):
-        raise InvalidPayloadError("data.message must be an object")
-    if "id" in value:
-        return value
-    if len(value) == 1:
-        (inner,) = value.values()
-        if isinstance(inner, dict):
-            return inner
-    raise InvalidPayloadError(
-        'data.message must be {"id", "status"} or a single tag wrapping that object'
-    )
-
-
-def parse_event(body: str) -> WebhookEvent:
-    """Check a delivery's body against Iron's shape. Raises :class:`InvalidPayloadError`.
-
-    ``{"type", "timestamp", "data": {"customer_id", "message"}}``; for the types we act on
-    the message must carry an ``id`` (UUID) and a ``status``. Other types only need a
-    ``type`` and a ``timestamp``: they are stored and acknowledged, never refused.
-    """
-    try:
-        payload = json.loads(body)
-    except RecursionError:
-        raise InvalidPayloadError("body is nested too deeply") from None
-    except ValueError as exc:
-        raise InvalidPayloadError(f"body is not valid JSON ({exc})") from None
-    if not isinstance(payload, dict):
-        raise InvalidPayloadError("body must be a JSON object")
-    event_type = _text(payload.get("type"), "type")
-    timestamp = _timestamp(payload.get("timestamp"))
-    data = payload.get("data")
-    if not isinstance(data, dict):
-        raise InvalidPayloadError("data must be an object")
-    if event_type in HANDLED_TYPES:
-        message = _message(data.get("message"))
-        return WebhookEvent(
-            type=event_type,
-            timestamp=timestamp,
-            customer_iron_id=_uuid(data.get("customer_id"), "data.customer_id"),
-            object_iron_id=_uuid(message.get("id"), "data.message.id"),
-            status=_text(message.get("status"), "data.message.status"),
-        )
-    # A type we do not act on: keep whatever identifies it, never refuse it.
-    customer_id = object_id = None
-    status = ""
-    with contextlib.suppress(InvalidPayloadError):
-        customer_id = _uuid(data.get("customer_id"), "data.customer_id")
-    try:
-        message = _message(data.get("message"))
-        object_id = _uuid(message.get("id"), "data.message.id")
-        status = _text(message.get("status"), "data.message.status")
-    except InvalidPayloadError:
-        pass
-    return WebhookEvent(event_type, timestamp, customer_id, object_id, status)
-
 
 # --- Processing -------------------------------------------------------------------------
 
@@ -247,7 +121,7 @@ def _describe(row: WebhookDelivery, event: WebhookEvent) -> None:
     row.customer_iron_id = event.customer_iron_id
     row.object_iron_id = event.object_iron_id
     row.object_status = event.status
-    row.event_key = event.key if event.type in HANDLED_TYPES else ""
+    row.event_key = event.key if event.handled else ""
 
 
 def _already_acted_on(row: WebhookDelivery, event: WebhookEvent) -> bool:
@@ -276,9 +150,9 @@ def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
     so two deliveries of one event racing on two connections act once.
     """
     object_id = event.object_iron_id
-    if event.type not in HANDLED_TYPES or object_id is None:
+    if not event.handled or object_id is None:
         return Outcome.IGNORED
-    if event.type == IDENTIFICATION_STATUS:
+    if event.type == EventType.IDENTIFICATION_STATUS:
         # Locked once, with its customer, as apply_identification_state needs it (locked=True).
         identification = locked_identifications().filter(iron_id=object_id).first()
         if identification is None:
