@@ -13,4 +13,6 @@ class IronKycConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks, and the Celery tasks that services and webhooks
+        # enqueue by name (enqueue.py).
+        from . import checks, tasks  # noqa: F401

@@ -34,6 +34,7 @@ from django.utils import timezone
 from . import signals
 from .client import IronClient
 from .conf import iron_settings
+from .enqueue import CREATE_IDENTIFICATION, enqueue_on_commit
 from .exceptions import (
     IdentificationInFlightError,
     IdentificationStateError,
@@ -613,8 +614,6 @@ def start_identification(
     :class:`~django_iron_kyc.exceptions.IdentificationStateError`. Two concurrent calls
     for one customer make one identification.
     """
-    from . import tasks
-
     with transaction.atomic():
         locked = Customer.objects.select_for_update().get(pk=customer.pk)
         if locked.iron_id is None:
@@ -655,9 +654,9 @@ def start_identification(
                 f"Customer {locked} already has an identification in flight."
             ) from None
         pk = identification.pk
-        # robust: the row is committed whatever happens here; if the broker is down, the
-        # error is logged and the sweep enqueues the intent later.
-        transaction.on_commit(lambda: tasks.create_identification.delay(pk), robust=True)
+        # The row is committed whatever happens to this; with the broker down the error is
+        # logged and the sweep enqueues the intent later.
+        enqueue_on_commit(CREATE_IDENTIFICATION, pk)
     return identification
 
 
@@ -1286,8 +1285,6 @@ def _flag_stale(now: datetime) -> int:
 
 
 def _recover_intents(now: datetime) -> int:
-    from . import tasks
-
     size = max(1, iron_settings.POLL_BATCH_SIZE)
     delay = iron_settings.CREATE_RECOVERY_DELAY
     candidates = (
@@ -1312,7 +1309,7 @@ def _recover_intents(now: datetime) -> int:
                 return count
             Identification.objects.filter(pk__in=pks).update(next_poll_at=now + delay)
             for pk in pks:
-                transaction.on_commit(partial(tasks.create_identification.delay, pk), robust=True)
+                enqueue_on_commit(CREATE_IDENTIFICATION, pk)
         logger.warning(
             "Re-enqueued the creation of %d identification intent(s) Iron never confirmed: %s",
             len(pks),

@@ -70,6 +70,13 @@ from rest_framework.views import APIView
 
 from . import signing
 from .conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
+from .enqueue import (
+    PROCESS_RECEIVED_WEBHOOKS,
+    REFRESH_CUSTOMER,
+    enqueue_on_commit,
+    enqueue_without_waiting,
+    runs_eagerly,
+)
 from .exceptions import InvalidPayloadError
 from .models import Customer, WebhookDelivery
 from .payloads import (
@@ -133,14 +140,9 @@ def _already_acted_on(row: WebhookDelivery, event: WebhookEvent) -> bool:
 
 
 def _refresh_customer_on_commit(customer_pk: int) -> None:
-    def enqueue() -> None:
-        # Imported here: the view must not need Celery's app loaded to import.
-        from .tasks import refresh_customer
-
-        refresh_customer.delay(customer_pk)
-
-    # robust: a broker hiccup must not turn a stored, acknowledged delivery into a 500.
-    transaction.on_commit(enqueue, robust=True)
+    # After commit and robust: a broker hiccup must not turn a stored, acknowledged delivery
+    # into a 500.
+    enqueue_on_commit(REFRESH_CUSTOMER, customer_pk)
 
 
 def _act(row: WebhookDelivery, event: WebhookEvent) -> str:
@@ -623,7 +625,7 @@ class DrainScheduler:
                 self._window_end = now + self.window
                 self._trailing = False
                 # Looked up once a window: Celery's settings cost more than the rest here.
-                self._eager = _drain_runs_eagerly()
+                self._eager = runs_eagerly()
                 countdown = 0.0
             elif self._eager:
                 # An eager drain runs when sent, whatever its countdown: one per delivery.
@@ -642,22 +644,11 @@ class DrainScheduler:
             self._trailing = False
 
     def _send(self, countdown: float) -> None:
-        # Imported here: the view must not need Celery's app loaded to import.
-        from .tasks import process_received_webhooks
-
         options: dict[str, Any] = {"countdown": countdown} if countdown > 0 else {}
         try:
-            app = process_received_webhooks.app
-            if app.conf.task_always_eager:
-                process_received_webhooks.apply_async(retry=False, **options)
-                return
             # With the broker down, answer Iron now; the delivery is stored and the sweep
-            # has it. retry=False stops kombu's publish retries, but not its connection
-            # retries (for broker_connection_timeout: 6 s with Celery's defaults), so
-            # connect first, once.
-            with app.producer_or_acquire() as producer:
-                producer.connection.ensure_connection(max_retries=0)
-                process_received_webhooks.apply_async(retry=False, producer=producer, **options)
+            # has it.
+            enqueue_without_waiting(PROCESS_RECEIVED_WEBHOOKS, **options)
         except Exception:
             self.reset()
             logger.warning(
@@ -666,13 +657,6 @@ class DrainScheduler:
                 "(django_iron_kyc.tasks.retry_webhook_deliveries) processes them.",
                 exc_info=True,
             )
-
-
-def _drain_runs_eagerly() -> bool:
-    # Imported here: the view must not need Celery's app loaded to import.
-    from .tasks import process_received_webhooks
-
-    return bool(process_received_webhooks.app.conf.task_always_eager)
 
 
 drain_scheduler = DrainScheduler()

@@ -623,11 +623,11 @@ def test_webhook_unknown_identification_of_known_customer_refreshes_the_customer
 ) -> None:
     event = build_event("identification_status", customer.iron_id, uuid.uuid4(), "Approved")
 
-    with mock.patch.object(tasks.refresh_customer, "delay") as delay:
+    with mock.patch.object(tasks.refresh_customer, "apply_async") as apply_async:
         response = send(event)
 
     assert response.json() == {"outcome": "unknown_object"}
-    delay.assert_called_once_with(customer.pk)
+    apply_async.assert_called_once_with((customer.pk,), {})
     assert WebhookDelivery.objects.get().outcome == Outcome.UNKNOWN_OBJECT
 
 

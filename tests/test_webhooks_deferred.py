@@ -123,9 +123,10 @@ def sent_drains() -> Iterator[list[dict[str, Any]]]:
     """The keyword arguments of every drain the scheduler sends; none reaches Celery."""
     sent: list[dict[str, Any]] = []
 
-    def record(*args: Any, **kwargs: Any) -> None:
-        assert args == ()
-        sent.append(kwargs)
+    def record(args: Any = (), kwargs: Any = None, **options: Any) -> None:
+        assert not args
+        assert not kwargs
+        sent.append(options)
 
     with mock.patch.object(tasks.process_received_webhooks, "apply_async", record):
         yield sent
@@ -499,8 +500,8 @@ def test_drain_scheduler_failed_send_is_logged_and_the_next_request_sends_at_onc
 ) -> None:
     calls: list[dict[str, Any]] = []
 
-    def apply_async(**kwargs: Any) -> None:
-        calls.append(kwargs)
+    def apply_async(args: Any = (), kwargs: Any = None, **options: Any) -> None:
+        calls.append(options)
         if len(calls) == failing + 1:
             raise ConnectionRefusedError("broker unreachable")
 
