@@ -747,7 +747,7 @@ def test_reprocess_action_reports_a_delivery_that_fails_again(admin_client, monk
     def explode(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr("django_iron_kyc.webhooks.apply_identification_state", explode)
+    monkeypatch.setattr("django_iron_kyc.services.deliveries.act_on_event", explode)
     response = post_action(admin_client, "webhookdelivery", "reprocess", [delivery])
 
     assert messages_of(response) == [

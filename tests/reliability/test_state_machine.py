@@ -15,9 +15,10 @@ one (``drain``, the Celery task ``process_received_webhooks``), and a message ma
 (``lose_drain``); then the webhook sweep (``webhook_sweep``: ``retry_webhook_deliveries``
 once the clock has moved past ``IRON_KYC_WEBHOOK_RETRY_DELAY``) catches up. In either mode
 ``next_processing_fails`` makes the next attempt to act on a delivery fail inside
-``webhooks._act`` (an ``OperationalError`` after the state was applied, so the rollback
-must take the change and its signals back): the delivery is recorded ``failed`` and answered
-5xx (inline) or left to the sweep's retries with backoff (deferred).
+``services.deliveries.act_on_event`` (an ``OperationalError`` after the state was applied,
+so the rollback must take the change and its signals back): the delivery is recorded
+``failed`` and answered 5xx (inline) or left to the sweep's retries with backoff
+(deferred).
 
 Rules interleave, at random: starting and force-restarting identifications; transient
 faults on the next request (503, 500, 429, a connection dropped before or after Iron did
@@ -87,7 +88,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from django_iron_kyc import services, signals, tasks, webhooks
+from django_iron_kyc import services, signals, tasks
 from django_iron_kyc.conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
 from django_iron_kyc.exceptions import (
     IdentificationInFlightError,
@@ -95,9 +96,12 @@ from django_iron_kyc.exceptions import (
     IronTransientError,
 )
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
+from django_iron_kyc.payloads import WebhookEvent, normalize_identification_status
+from django_iron_kyc.services import deliveries
 from django_iron_kyc.testing import Delivery, FakeIron
 from django_iron_kyc.testing.fake import RecordedRequest
 from django_iron_kyc.testing.pytest_plugin import WebhookSender
+from django_iron_kyc.webhooks import drain as webhook_drain
 from tests.celery import app as celery_app
 from tests.reliability.stats import MACHINE
 
@@ -141,11 +145,11 @@ MAX_PROCESSING_FAILURES = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ACT = webhooks._act  # the app's, which each example wraps (see IronMachine._act_or_fail)
+ACT = deliveries.act_on_event  # the app's, which each example wraps (IronMachine._act_or_fail)
 
 
 def normalized(status: str) -> str:
-    return services.normalize_identification_status(status)
+    return normalize_identification_status(status)
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class WatchedFake(FakeIron):
             return [i["id"] for i in self._in_flight(customer_id)]
 
 
-class QueuedDrains(webhooks.DrainScheduler):
+class QueuedDrains(webhook_drain.DrainScheduler):
     """The app's drain scheduler on the machine's clock; the broker is a list here.
 
     What it sends is queued as the time (``time.time()``) from which a worker would run
@@ -190,11 +194,11 @@ class QueuedDrains(webhooks.DrainScheduler):
     """
 
     def __init__(self) -> None:
-        super().__init__(clock=time.time)
+        super().__init__(clock=time.time, publish=self._queue)
         self.queue: list[float] = []
         self.sent = 0
 
-    def _send(self, countdown: float) -> None:
+    def _queue(self, countdown: float) -> None:
         self.sent += 1
         self.queue.append(self.clock() + countdown)
 
@@ -334,8 +338,8 @@ class IronMachine(RuleBasedStateMachine):
         self.overrides.enable()
         # In both modes: inline, the view must never ask for a drain.
         self.patches = [
-            mock.patch.object(webhooks, "drain_scheduler", self.drains),
-            mock.patch.object(webhooks, "_act", self._act_or_fail),
+            mock.patch.object(webhook_drain, "drain_scheduler", self.drains),
+            mock.patch.object(deliveries, "act_on_event", self._act_or_fail),
         ]
         for patch in self.patches:
             patch.start()
@@ -448,13 +452,13 @@ class IronMachine(RuleBasedStateMachine):
     def customer(self, index: int) -> Customer:
         return self.customers[index % len(self.customers)]
 
-    def _act_or_fail(self, row: WebhookDelivery, event: webhooks.WebhookEvent) -> str:
-        """``webhooks._act``, failing after it acted when ``next_processing_fails`` armed it."""
+    def _act_or_fail(self, row: WebhookDelivery, event: WebhookEvent) -> str:
+        """``act_on_event``, failing after it acted when ``next_processing_fails`` armed it."""
         outcome = ACT(row, event)
         if self.fail_next_act:
             self.fail_next_act = False
             MACHINE.acted[self.mode]["failures injected"] += 1
-            raise OperationalError("could not serialize access (injected into _act)")
+            raise OperationalError("could not serialize access (injected into act_on_event)")
         return outcome
 
     def iron_ids(self) -> list[str]:
