@@ -199,7 +199,7 @@ def _supersede_if_replaced(row: Identification) -> None:
     newer = Q(iron_id__isnull=False) & (
         Q(iron_created_at__gt=since) | Q(iron_created_at__isnull=True, created_at__gt=since)
     )
-    intent = Q(iron_id__isnull=True, superseded_at__isnull=True, failed_at__isnull=True)
+    intent = Q(iron_id__isnull=True) & Identification.IN_FLIGHT
     replaced = others.filter(newer | intent).exists()
     if not replaced and not row.is_terminal:
         older = list(others.in_flight().values_list("pk", flat=True))

@@ -24,6 +24,7 @@ from .iron import created_key, created_since
 from .state import ApplyResult, Source, apply_identification_state, is_newer
 
 __all__ = [
+    "SNAPSHOT_FIELDS",
     "SyncResult",
     "differs",
     "local_snapshots",
@@ -34,7 +35,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_SNAPSHOT_FIELDS = (
+SNAPSHOT_FIELDS = (
     "pk",
     "customer_id",
     "iron_id",
@@ -47,12 +48,6 @@ _SNAPSHOT_FIELDS = (
     "superseded_at",
     "failed_at",
 )
-
-
-def _in_flight_q() -> Q:
-    return Q(superseded_at__isnull=True, failed_at__isnull=True) & ~Q(
-        status__in=Identification.TERMINAL_STATUSES
-    )
 
 
 @dataclass
@@ -73,8 +68,9 @@ def local_snapshots(
     Returns (confirmed rows by Iron id, unconfirmed intent by customer pk).
     """
     rows = Identification.objects.filter(
-        Q(iron_id__in=list(iron_ids)) | (Q(customer_id__in=list(customer_pks)) & _in_flight_q())
-    ).values(*_SNAPSHOT_FIELDS)
+        Q(iron_id__in=list(iron_ids))
+        | (Q(customer_id__in=list(customer_pks)) & Identification.IN_FLIGHT)
+    ).values(*SNAPSHOT_FIELDS)
     by_iron_id: dict[uuid.UUID, dict[str, Any]] = {}
     intents: dict[int, dict[str, Any]] = {}
     for row in rows:
@@ -86,6 +82,7 @@ def local_snapshots(
 
 
 def snapshot_in_flight(row: Mapping[str, Any]) -> bool:
+    """:attr:`Identification.IN_FLIGHT` over a snapshot (a dict of :data:`SNAPSHOT_FIELDS`)."""
     return (
         row["superseded_at"] is None
         and row["failed_at"] is None
