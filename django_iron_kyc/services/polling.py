@@ -247,7 +247,7 @@ def _poll_batch(
 
     now = timezone.now()
     polled = [row[0] for row in batch]
-    Identification.objects.in_flight().filter(
+    Identification.objects.filter(Identification.IN_FLIGHT).filter(
         pk__in=[pk for pk in polled if pk not in status_changed]
     ).update(
         poll_count=F("poll_count") + 1,

@@ -4,26 +4,17 @@ The order is fixed and cannot be skipped: size cap, configuration, signature ove
 body (before anything parses it), headers; then :func:`~.receive.receive_delivery` stores the
 delivery and acts on it or schedules it, and the outcome becomes the answer.
 
-What the status codes tell Iron:
+What the status codes tell Iron (the README's "Status codes" section says more):
 
-==========  ==================================================================================
-2xx         Stored; do not resend. The JSON body says the outcome: ``processed``, ``ignored``
-            (a type we do not act on), ``duplicate``, ``stale`` (older than what we hold),
-            ``unknown_object``, or with deferred processing ``received`` (stored, to be acted
-            on by a Celery task moments later).
-400         Refused: malformed headers, or a correctly signed body that is not Iron's JSON
-            shape (that one is stored with outcome ``invalid``). Resending it will not help.
-401         Refused: the signature does not match, or ``webhook-timestamp`` is outside
-            ``IRON_KYC_WEBHOOK_TOLERANCE``.
-405         Not a POST.
-413         The body is larger than ``IRON_KYC_WEBHOOK_MAX_BODY_SIZE``.
-500         Processing failed on our side (inline processing only). The delivery is stored
-            with its traceback (outcome ``failed``); Iron's retry of the same ``webhook-id``
-            is processed again, and so is the webhook sweep's. Also any failure to store it
-            (the database is down), in either mode: nothing was kept, so Iron must resend.
-503         No usable webhook secret is configured (our configuration, see check
-            ``iron_kyc.W001``). Nothing is stored; Iron's retries get through once it is fixed.
-==========  ==================================================================================
+- 2xx: stored, do not resend; the body ``{"outcome": "..."}`` says what happened to it.
+- 400: malformed headers, or a signed body that is not Iron's shape (stored ``invalid``);
+  resending will not help.
+- 401: the signature does not match, or ``webhook-timestamp`` is outside
+  ``IRON_KYC_WEBHOOK_TOLERANCE``.
+- 405: not a POST. 413: the body is larger than ``IRON_KYC_WEBHOOK_MAX_BODY_SIZE``.
+- 500: processing failed inline (stored ``failed``; Iron's retry and the webhook sweep
+  process it again), or storing failed in either mode (nothing was kept: Iron must resend).
+- 503: no usable webhook secret (check ``iron_kyc.W001``); nothing is stored.
 
 Refused deliveries are logged (reason, remote address, ``webhook-id``) and not stored. No
 secret, signature or body is ever logged.
