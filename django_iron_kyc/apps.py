@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+__all__ = ["IronKycConfig"]
+
 
 class IronKycConfig(AppConfig):
     """django-iron-kyc. The app label is pinned to ``iron_kyc`` (tables, permissions)."""
