@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+__all__ = ["IronKycConfig"]
+
 
 class IronKycConfig(AppConfig):
     """django-iron-kyc. The app label is pinned to ``iron_kyc`` (tables, permissions)."""
@@ -13,4 +15,6 @@ class IronKycConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # Registers the system checks, and the Celery tasks that services and webhooks
+        # enqueue by name (enqueue.py).
+        from . import checks, tasks  # noqa: F401

@@ -14,6 +14,7 @@ from django.core.exceptions import ImproperlyConfigured, SuspiciousOperation
 __all__ = [
     "IdentificationInFlightError",
     "IdentificationStateError",
+    "InvalidPayloadError",
     "IronAPIError",
     "IronConfigurationError",
     "IronKycError",
@@ -133,6 +134,14 @@ class IdentificationStateError(IronKycError):
 
 class SandboxNotAllowedError(IronKycError):
     """A sandbox-only call was attempted while sandbox actions are off."""
+
+
+class InvalidPayloadError(IronKycError, ValueError):
+    """JSON (a webhook body, an API answer) that is not Iron's shape.
+
+    Also a ``ValueError``. The message names the field and never quotes the value, so it is
+    safe to log, store and return to Iron.
+    """
 
 
 class WebhookVerificationError(IronKycError, SuspiciousOperation):

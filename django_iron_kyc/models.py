@@ -1,11 +1,12 @@
 """Models mirroring Iron's customers and identifications, and the webhook delivery log.
 
 Data and state rules only: no HTTP here (see ``client.py``) and no state changes from
-Iron's side either (see ``services.py``, the one place that applies Iron's state).
+Iron's side either (see ``services``, the one place that applies Iron's state).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, ClassVar
 
@@ -14,6 +15,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+__all__ = ["Customer", "Identification", "IdentificationQuerySet", "WebhookDelivery"]
 
 
 class Customer(models.Model):
@@ -90,12 +93,35 @@ class Customer(models.Model):
         )
 
 
+class IdentificationStatus(models.TextChoices):
+    """Iron's ``IdentificationStatus``, spelled exactly as Iron spells it
+    (``Identification.Status``)."""
+
+    PENDING = "Pending", _("Pending")
+    PROCESSED = "Processed", _("Processed")
+    PENDING_REVIEW = "PendingReview", _("Pending review")
+    APPROVED = "Approved", _("Approved")
+    DECLINED = "Declined", _("Declined")
+    EXPIRED = "Expired", _("Expired")
+    ARCHIVED = "Archived", _("Archived")
+
+
+# Iron has decided (a strictly newer update may still step it up again).
+_TERMINAL = [
+    IdentificationStatus.APPROVED.value,
+    IdentificationStatus.DECLINED.value,
+    IdentificationStatus.EXPIRED.value,
+    IdentificationStatus.ARCHIVED.value,
+]
+# Not terminal, not superseded, not failed: Iron allows one per customer. Defined here, not
+# in the class, for Meta's constraint to use it.
+_IN_FLIGHT = Q(superseded_at__isnull=True, failed_at__isnull=True) & ~Q(status__in=_TERMINAL)
+
+
 class IdentificationQuerySet(models.QuerySet["Identification"]):
     def in_flight(self) -> IdentificationQuerySet:
-        """Not terminal, not superseded, not failed: what blocks a new identification."""
-        return self.filter(superseded_at__isnull=True, failed_at__isnull=True).exclude(
-            status__in=Identification.TERMINAL_STATUSES
-        )
+        """:attr:`Identification.IN_FLIGHT`: what blocks a new identification."""
+        return self.filter(Identification.IN_FLIGHT)
 
     def pending(self) -> IdentificationQuerySet:
         """Known at Iron and still waiting for a decision (what the poller follows)."""
@@ -113,20 +139,14 @@ class Identification(models.Model):
     confirmed is never ``Pending``.
     """
 
-    class Status(models.TextChoices):
-        """Iron's ``IdentificationStatus``, spelled exactly as Iron spells it."""
+    Status = IdentificationStatus
 
-        PENDING = "Pending", _("Pending")
-        PROCESSED = "Processed", _("Processed")
-        PENDING_REVIEW = "PendingReview", _("Pending review")
-        APPROVED = "Approved", _("Approved")
-        DECLINED = "Declined", _("Declined")
-        EXPIRED = "Expired", _("Expired")
-        ARCHIVED = "Archived", _("Archived")
-
-    TERMINAL_STATUSES: ClassVar[frozenset[str]] = frozenset(
-        {Status.APPROVED, Status.DECLINED, Status.EXPIRED, Status.ARCHIVED}
-    )
+    TERMINAL_STATUSES: ClassVar[frozenset[str]] = frozenset(_TERMINAL)
+    """Statuses in which Iron has decided; a strictly newer update may step one up again."""
+    IN_FLIGHT: ClassVar[Q] = _IN_FLIGHT
+    """Neither terminal, superseded nor failed: the customer's one identification Iron
+    counts as open (the constraint, :meth:`IdentificationQuerySet.in_flight` and the sync
+    code use it; :attr:`is_in_flight` is its Python mirror)."""
 
     customer = models.ForeignKey(
         Customer,
@@ -202,8 +222,7 @@ class Identification(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["customer"],
-                condition=Q(superseded_at__isnull=True, failed_at__isnull=True)
-                & ~Q(status__in=["Approved", "Declined", "Expired", "Archived"]),
+                condition=_IN_FLIGHT,
                 name="iron_kyc_one_identification_in_flight",
                 violation_error_message=_("This customer already has an identification in flight."),
             ),
@@ -250,7 +269,7 @@ class WebhookDelivery(models.Model):
     )
     signed_at = models.DateTimeField(_("signed at"), null=True, blank=True)
     # The columns a new delivery leaves empty have database defaults too (db_default), so
-    # webhooks._insert can leave them out of its INSERT; ``default`` is what Python sees.
+    # storing one can leave them out of its INSERT; ``default`` is what Python sees.
     event_type = models.CharField(_("type"), max_length=64, blank=True, default="", db_default="")
     event_timestamp = models.DateTimeField(_("event timestamp"), null=True, blank=True)
     customer_iron_id = models.UUIDField(_("customer Iron id"), null=True, blank=True)
@@ -289,21 +308,21 @@ class WebhookDelivery(models.Model):
         # use, and none of the extra ``varchar_pattern_ops`` indexes ``unique=True`` and
         # ``db_index=True`` add on PostgreSQL (nothing here is queried with LIKE 'x%').
         constraints = [
-            # The arbiter of the INSERT ... ON CONFLICT (webhook_id) in webhooks.py.
+            # One row per webhook-id: the arbiter of storing's INSERT ... ON CONFLICT.
             models.UniqueConstraint(fields=["webhook_id"], name="iron_kyc_delivery_webhook_id"),
         ]
         indexes = [
-            # The same event under another webhook-id (webhooks._already_acted_on looks
-            # only among processed deliveries): a delivery enters it when it is acted on,
-            # not when it is stored, so storing one touches an index fewer.
+            # The same event under another webhook-id, looked up only among processed
+            # deliveries: a delivery enters it when it is acted on, not when it is stored,
+            # so storing one touches an index fewer.
             models.Index(
                 fields=["event_key"],
                 condition=models.Q(outcome="processed"),
                 name="iron_kyc_delivery_event_key",
             ),
             # Deliveries that came for an identification before it was known here, acted on
-            # when an intent gets it (services._act_on_parked_deliveries): a handful of
-            # rows, and none that storing a new delivery touches.
+            # when an intent gets it: a handful of rows, and none that storing a new
+            # delivery touches.
             models.Index(
                 fields=["object_iron_id"],
                 condition=models.Q(outcome="unknown_object"),
@@ -324,6 +343,4 @@ class WebhookDelivery(models.Model):
 
     def get_payload(self) -> Any:
         """The body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
-        import json
-
         return json.loads(self.body)

@@ -17,6 +17,22 @@ models at import time, so a settings module may import it::
     from django_iron_kyc.tasks import BEAT_SCHEDULE as IRON_KYC_BEAT_SCHEDULE
 
     CELERY_BEAT_SCHEDULE = {**IRON_KYC_BEAT_SCHEDULE}
+
+Each task runs one function. Task names are pinned (a queued message must keep finding its
+task), so some differ from their function's:
+
+=================================  ===================================================
+``create_identification``          ``services.submit_identification``
+``refresh_customer``               ``services.refresh_customer``
+``poll_pending_identifications``   ``services.poll_due_identifications``
+``process_received_webhooks``      ``webhooks.process_received_deliveries``
+``retry_webhook_deliveries``       ``webhooks.retry_deliveries``
+=================================  ===================================================
+
+Services and webhooks enqueue them by name (:mod:`django_iron_kyc.enqueue`), never by
+importing this module. Each task imports what it runs when it runs, not at the top: settings
+modules import this one for :data:`BEAT_SCHEDULE` before Django's apps (and so the models
+that services need) are loaded.
 """
 
 from __future__ import annotations
@@ -30,20 +46,37 @@ from celery import shared_task
 from django.utils import timezone
 
 from .conf import iron_settings
+from .enqueue import (
+    CREATE_IDENTIFICATION,
+    POLL_PENDING_IDENTIFICATIONS,
+    PROCESS_RECEIVED_WEBHOOKS,
+    REFRESH_CUSTOMER,
+    RETRY_WEBHOOK_DELIVERIES,
+)
 from .exceptions import IronTransientError
+
+__all__ = [
+    "BEAT_SCHEDULE",
+    "create_identification",
+    "poll_pending_identifications",
+    "process_received_webhooks",
+    "refresh_customer",
+    "retry_countdown",
+    "retry_webhook_deliveries",
+]
 
 logger = logging.getLogger(__name__)
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "iron-kyc-poll-pending-identifications": {
-        "task": "django_iron_kyc.tasks.poll_pending_identifications",
+        "task": POLL_PENDING_IDENTIFICATIONS,
         "schedule": 60.0,
         # A sweep that waited longer than the interval in the queue is dropped: the next
         # one does its work.
         "options": {"expires": 55.0},
     },
     "iron-kyc-retry-webhook-deliveries": {
-        "task": "django_iron_kyc.tasks.retry_webhook_deliveries",
+        "task": RETRY_WEBHOOK_DELIVERIES,
         "schedule": 60.0,
         "options": {"expires": 55.0},
     },
@@ -96,7 +129,7 @@ def _retry(task: Any, exc: IronTransientError, countdown: float) -> Exception:
     return retry
 
 
-@shared_task(name="django_iron_kyc.tasks.create_identification", **_TASK_OPTIONS)
+@shared_task(name=CREATE_IDENTIFICATION, **_TASK_OPTIONS)
 def create_identification(self: Any, identification_pk: int) -> str:
     """Create identification ``identification_pk`` at Iron (see ``services.submit_identification``).
 
@@ -138,7 +171,7 @@ def create_identification(self: Any, identification_pk: int) -> str:
     return "pending"
 
 
-@shared_task(name="django_iron_kyc.tasks.refresh_customer", **_TASK_OPTIONS)
+@shared_task(name=REFRESH_CUSTOMER, **_TASK_OPTIONS)
 def refresh_customer(self: Any, customer_pk: int) -> None:
     """Fetch customer ``customer_pk`` and all its identifications from Iron and apply them.
 
@@ -158,7 +191,7 @@ def refresh_customer(self: Any, customer_pk: int) -> None:
         raise _retry(self, exc, countdown) from None
 
 
-@shared_task(name="django_iron_kyc.tasks.poll_pending_identifications", **_TASK_OPTIONS)
+@shared_task(name=POLL_PENDING_IDENTIFICATIONS, **_TASK_OPTIONS)
 def poll_pending_identifications(self: Any) -> dict[str, int]:
     """The periodic sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
 
@@ -171,7 +204,7 @@ def poll_pending_identifications(self: Any) -> dict[str, int]:
     return services.poll_due_identifications().as_dict()
 
 
-@shared_task(name="django_iron_kyc.tasks.process_received_webhooks", **_TASK_OPTIONS)
+@shared_task(name=PROCESS_RECEIVED_WEBHOOKS, **_TASK_OPTIONS)
 def process_received_webhooks(self: Any) -> dict[str, Any]:
     """Act on the stored webhook deliveries not processed yet (``IRON_KYC_WEBHOOK_PROCESSING
     = "deferred"``). The webhook view enqueues it; see ``webhooks.process_received_deliveries``.
@@ -187,7 +220,7 @@ def process_received_webhooks(self: Any) -> dict[str, Any]:
     return result.as_dict()
 
 
-@shared_task(name="django_iron_kyc.tasks.retry_webhook_deliveries", **_TASK_OPTIONS)
+@shared_task(name=RETRY_WEBHOOK_DELIVERIES, **_TASK_OPTIONS)
 def retry_webhook_deliveries(self: Any) -> dict[str, Any]:
     """The webhook sweep: run it every minute (see :data:`BEAT_SCHEDULE`).
 

@@ -12,6 +12,8 @@ from django.urls import URLPattern, path
 
 from .webhooks import IronWebhookView
 
+__all__ = ["app_name", "urlpatterns"]
+
 app_name = "iron_kyc"
 
 urlpatterns: list[URLPattern] = [

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_iron_kyc import services, tasks
 from django_iron_kyc.models import Customer, Identification
+from django_iron_kyc.services import polling
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import IdentificationFactory
 from tests.test_lifecycle import (
@@ -48,7 +49,7 @@ def list_calls(iron: FakeIron) -> list[Any]:
     return iron.requests_to("GET", LIST_PATH)
 
 
-def sweep(capture: Any) -> services.SweepResult:
+def sweep(capture: Any) -> services.PollSweepResult:
     with capture(execute=True):
         return services.poll_due_identifications()
 
@@ -196,7 +197,7 @@ def test_poll_stops_at_a_transient_error_and_leases_what_it_claimed(
     # Claimed, so neither a concurrent sweep nor the next minute's polls it at once...
     assert services.poll_due_identifications().polled == 0
     # ...but it comes back once the lease ends.
-    time_machine.move_to(NOW + services.POLL_LEASE, tick=False)
+    time_machine.move_to(NOW + polling.POLL_LEASE, tick=False)
     assert services.poll_due_identifications().polled == 2
     assert {first.pk, second.pk} == set(
         Identification.objects.filter(poll_count=1).values_list("pk", flat=True)

@@ -203,7 +203,7 @@ def test_two_sweeps_at_once_poll_each_customer_once(iron: FakeIron) -> None:
     Identification.objects.update(next_poll_at=timezone.now())
     barrier = threading.Barrier(2, timeout=TIMEOUT)
 
-    def sweep() -> services.SweepResult:
+    def sweep() -> services.PollSweepResult:
         barrier.wait()
         return services.poll_due_identifications()
 

@@ -17,8 +17,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
+from django_iron_kyc.payloads import parse_event
+from django_iron_kyc.services.deliveries import already_acted_on
 from django_iron_kyc.testing import build_event, encode_event
-from django_iron_kyc.webhooks import _already_acted_on, parse_event
 
 S = Identification.Status
 TERMINAL = [S.APPROVED, S.DECLINED, S.EXPIRED, S.ARCHIVED]
@@ -268,7 +269,7 @@ def test_webhook_delivery_decodes_its_body():
 def test_duplicate_event_lookup_uses_the_partial_event_key_index():
     """The index holds processed deliveries only; the lookup must ask for exactly those.
 
-    If ``_already_acted_on`` stopped filtering on ``outcome='processed'``, PostgreSQL could
+    If ``already_acted_on`` stopped filtering on ``outcome='processed'``, PostgreSQL could
     not use the partial index and would read the whole table on every delivery.
     """
     event = parse_event(
@@ -278,7 +279,7 @@ def test_duplicate_event_lookup_uses_the_partial_event_key_index():
     )
     row = WebhookDelivery.objects.create(body="{}", event_key=event.key)
     with CaptureQueriesContext(connection) as queries:
-        assert _already_acted_on(row, event) is False
+        assert already_acted_on(row, event) is False
     (query,) = queries.captured_queries
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")

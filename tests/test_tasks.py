@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery.exceptions import Retry
 
-from django_iron_kyc import services, tasks
+from django_iron_kyc import enqueue, services, tasks
 from django_iron_kyc.exceptions import IronAPIError, IronTransientError
 from django_iron_kyc.models import Identification
 from django_iron_kyc.testing import FakeIron
@@ -45,6 +45,22 @@ def test_tasks_are_late_acked_and_registered_under_stable_names(task: Any) -> No
     assert task.reject_on_worker_lost is True
     assert task.name.startswith("django_iron_kyc.tasks.")
     assert task.name in app.tasks
+
+
+def test_services_and_webhooks_enqueue_each_task_by_its_registered_name() -> None:
+    names = {
+        enqueue.CREATE_IDENTIFICATION,
+        enqueue.REFRESH_CUSTOMER,
+        enqueue.POLL_PENDING_IDENTIFICATIONS,
+        enqueue.PROCESS_RECEIVED_WEBHOOKS,
+        enqueue.RETRY_WEBHOOK_DELIVERIES,
+    }
+    assert names == {task.name for task in ALL_TASKS}
+
+
+def test_enqueue_runs_the_registered_task_eagerly(iron: FakeIron) -> None:
+    result = enqueue.enqueue(enqueue.CREATE_IDENTIFICATION, 987654)
+    assert result.get() == "missing"
 
 
 def test_beat_schedule_runs_both_sweeps_every_minute() -> None:
@@ -118,7 +134,7 @@ def test_start_identification_commits_even_when_the_broker_is_down(
         raise ConnectionRefusedError("broker down")
 
     monkeypatch.setattr(
-        type(tasks.create_identification._get_current_object()), "delay", broker_down
+        type(tasks.create_identification._get_current_object()), "apply_async", broker_down
     )
     customer = mirror_customer(iron)
     with django_capture_on_commit_callbacks(execute=True):

@@ -130,7 +130,7 @@ def test_reprocess_reports_deliveries_that_fail_again(identification: Identifica
 
     with (
         mock.patch(
-            "django_iron_kyc.webhooks.apply_identification_state",
+            "django_iron_kyc.services.deliveries.act_on_event",
             side_effect=RuntimeError("still broken"),
         ),
         pytest.raises(CommandError, match="1 deliveries failed again"),

@@ -382,7 +382,7 @@ def test_webhook_refusal_is_logged_with_reason_address_and_id_only(
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == signing.SIGNATURE_HEADER
-    (record,) = [r for r in caplog.records if r.name == "django_iron_kyc.webhooks"]
+    (record,) = [r for r in caplog.records if r.name == "django_iron_kyc.webhooks.views"]
     assert record.levelno == logging.WARNING
     message = record.getMessage()
     assert "signature does not match" in message
@@ -623,11 +623,11 @@ def test_webhook_unknown_identification_of_known_customer_refreshes_the_customer
 ) -> None:
     event = build_event("identification_status", customer.iron_id, uuid.uuid4(), "Approved")
 
-    with mock.patch.object(tasks.refresh_customer, "delay") as delay:
+    with mock.patch.object(tasks.refresh_customer, "apply_async") as apply_async:
         response = send(event)
 
     assert response.json() == {"outcome": "unknown_object"}
-    delay.assert_called_once_with(customer.pk)
+    apply_async.assert_called_once_with((customer.pk,), {})
     assert WebhookDelivery.objects.get().outcome == Outcome.UNKNOWN_OBJECT
 
 
@@ -810,7 +810,7 @@ def test_webhook_processing_error_answers_500_and_keeps_the_traceback(
     iron_signals: SignalRecorder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with mock.patch("django_iron_kyc.webhooks.apply_identification_state", _boom):
+    with mock.patch("django_iron_kyc.services.deliveries.act_on_event", _boom):
         response = send(identification_event(identification), webhook_id="wh-fail")
 
     assert response.status_code == 500
@@ -835,7 +835,7 @@ def test_webhook_retry_of_a_failed_delivery_is_processed_not_treated_as_duplicat
     iron_signals: SignalRecorder,
 ) -> None:
     event = identification_event(identification)
-    with mock.patch("django_iron_kyc.webhooks.apply_identification_state", _boom):
+    with mock.patch("django_iron_kyc.services.deliveries.act_on_event", _boom):
         assert send(event, webhook_id="wh-retry").status_code == 500
 
     retry = send(event, webhook_id="wh-retry")
@@ -868,7 +868,7 @@ def test_webhook_survives_atomic_requests(
         depth_while_processing.append(len(connection.atomic_blocks))
         raise RuntimeError("boom")
 
-    with mock.patch("django_iron_kyc.webhooks.apply_identification_state", failing):
+    with mock.patch("django_iron_kyc.services.deliveries.act_on_event", failing):
         response = post(client, body, signed_headers(body, webhook_id="wh-atomic"))
 
     assert response.status_code == 500
@@ -896,7 +896,7 @@ def test_webhook_never_logs_secrets_signatures_or_bodies(
     send(build_event("transaction", uuid.uuid4(), uuid.uuid4(), None))
     send(b'{"not": "iron"}')
     send(identification_event(identification), secret="wrong-secret")
-    with mock.patch("django_iron_kyc.webhooks.apply_identification_state", _boom):
+    with mock.patch("django_iron_kyc.services.deliveries.act_on_event", _boom):
         send(identification_event(identification, "Declined"))
     settings.IRON_KYC_WEBHOOK_SECRET = [BROKEN_SECRET, ""]
     send(identification_event(identification))

@@ -67,7 +67,7 @@ def run_together(*targets: Callable[[], Any]) -> list[Any]:
     return results
 
 
-def _post_together(requests: list[tuple[bytes, dict[str, str]]]) -> list[Any]:
+def post_together(requests: list[tuple[bytes, dict[str, str]]]) -> list[Any]:
     """POST every (body, headers) from its own thread and connection, all released at once."""
     return run_together(
         *(
@@ -85,7 +85,7 @@ def test_webhook_same_delivery_on_two_connections_at_once_acts_once(
     body = encode_event(identification_event(identification))
     headers = signed_headers(body, webhook_id=f"wh-race-{round_}")
 
-    responses = _post_together([(body, headers), (body, headers)])
+    responses = post_together([(body, headers), (body, headers)])
 
     assert [r.status_code for r in responses] == [200, 200]
     assert sorted(r.json()["outcome"] for r in responses) == ["duplicate", "processed"]
@@ -102,7 +102,7 @@ def test_webhook_same_event_under_two_ids_at_once_acts_once(
     identification = _identification()
     body = encode_event(identification_event(identification))
 
-    responses = _post_together(
+    responses = post_together(
         [
             (body, signed_headers(body, webhook_id=f"wh-a-{round_}")),
             (body, signed_headers(body, webhook_id=f"wh-b-{round_}")),
@@ -126,7 +126,7 @@ def test_webhook_same_invalid_delivery_at_once_is_refused_twice_and_stored_once(
     body = b'{"type": "identification_status", "timestamp": "not a time", "data": {}}'
     headers = signed_headers(body, webhook_id=f"wh-invalid-{round_}")
 
-    responses = _post_together([(body, headers), (body, headers)])
+    responses = post_together([(body, headers), (body, headers)])
 
     assert [r.status_code for r in responses] == [400, 400]
     assert responses[0].json() == responses[1].json()

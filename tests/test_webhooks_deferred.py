@@ -9,6 +9,7 @@ autouse ``no_secrets_in_logs`` (from tests/test_webhooks.py) scans every test's 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -28,22 +29,23 @@ from django.db.models.signals import post_init
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 
-from django_iron_kyc import signals, tasks, webhooks
+from django_iron_kyc import signals, tasks
 from django_iron_kyc.models import Identification, WebhookDelivery
+from django_iron_kyc.services import deliveries
 from django_iron_kyc.testing import build_event, encode_event
 from django_iron_kyc.testing.factories import IdentificationFactory
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
-from django_iron_kyc.webhooks import (
-    _FILLED_BY_DATABASE,
+from django_iron_kyc.webhooks import IronWebhookView
+from django_iron_kyc.webhooks.drain import (
+    DeliverySweepResult,
     DrainScheduler,
-    IronWebhookView,
-    SweepResult,
     deliveries_due_for_retry,
     drain_scheduler,
     process_received_deliveries,
-    receive_delivery,
     retry_deliveries,
 )
+from django_iron_kyc.webhooks.receive import receive_delivery
+from django_iron_kyc.webhooks.storage import store_delivery
 from tests.celery import app as test_app
 from tests.celery import broker_down as dead_broker
 from tests.test_celery_worker import Waiter, worker_app  # noqa: F401 (worker_app is a fixture)
@@ -57,7 +59,7 @@ from tests.test_webhooks import (  # noqa: F401 (no_secrets_in_logs is an autous
     no_secrets_in_logs,
     signed_headers,
 )
-from tests.test_webhooks_concurrency import _post_together, run_together
+from tests.test_webhooks_concurrency import post_together, run_together
 
 Outcome = WebhookDelivery.Outcome
 APPROVED = ["identification_status_changed", "identification_approved"]
@@ -103,10 +105,10 @@ def deliver(
 
 
 @pytest.fixture
-def drain(django_capture_on_commit_callbacks: Any) -> Callable[[], SweepResult]:
+def drain(django_capture_on_commit_callbacks: Any) -> Callable[[], DeliverySweepResult]:
     """``drain()``: run the drain; its on-commit callbacks (signals) run as a commit would."""
 
-    def drain() -> SweepResult:
+    def drain() -> DeliverySweepResult:
         with django_capture_on_commit_callbacks(execute=True):
             return process_received_deliveries()
 
@@ -123,9 +125,10 @@ def sent_drains() -> Iterator[list[dict[str, Any]]]:
     """The keyword arguments of every drain the scheduler sends; none reaches Celery."""
     sent: list[dict[str, Any]] = []
 
-    def record(*args: Any, **kwargs: Any) -> None:
-        assert args == ()
-        sent.append(kwargs)
+    def record(args: Any = (), kwargs: Any = None, **options: Any) -> None:
+        assert not args
+        assert not kwargs
+        sent.append(options)
 
     with mock.patch.object(tasks.process_received_webhooks, "apply_async", record):
         yield sent
@@ -151,11 +154,9 @@ def store(
     else:
         body = encode_event(identification_event(identification, timestamp=at or NOW))
     with time_machine.travel(at or NOW, tick=False):
-        row, outcome = receive_delivery(
-            body=body, webhook_id=webhook_id, signed_at=None, deferred=True
-        )
-    assert outcome == Outcome.RECEIVED
-    return row
+        receipt = receive_delivery(body=body, webhook_id=webhook_id, signed_at=None, deferred=True)
+    assert receipt.outcome == Outcome.RECEIVED
+    return receipt.row
 
 
 def approved(iron_signals: SignalRecorder) -> list[Identification]:
@@ -251,28 +252,34 @@ def test_the_view_stores_a_deferred_delivery_without_building_a_model_instance(
         response = deliver(identification_event(identification))
         assert response.json() == {"outcome": "received"}
         assert built == []  # its answer needs the outcome alone
-        # receive_delivery() still returns the row, as stored.
+        # receive_delivery() still gives the row, as stored, when asked for it.
         body = encode_event(identification_event(identification, "Approved"))
-        row, outcome = receive_delivery(
-            body=body, webhook_id="wh-row", signed_at=None, deferred=True
-        )
+        receipt = receive_delivery(body=body, webhook_id="wh-row", signed_at=None, deferred=True)
+        assert built == []
+        row = receipt.row
         assert [b.pk for b in built] == [row.pk]
     finally:
         post_init.disconnect(record, sender=WebhookDelivery)
-    assert outcome == Outcome.RECEIVED
+    assert receipt.outcome == Outcome.RECEIVED
     assert WebhookDelivery.objects.get(webhook_id="wh-row").body == row.body
 
 
-def test_what_the_insert_leaves_to_the_database_is_what_python_would_have_set() -> None:
+def test_what_the_insert_leaves_to_the_database_is_what_python_would_have_set(
+    db: None,
+) -> None:
     """A field left out of the INSERT must get there what ``Model()`` gives it in Python."""
-    fields = {f.attname: f for f in WebhookDelivery._meta.concrete_fields}
-    assert set(_FILLED_BY_DATABASE) == {
-        "webhook_id", "signed_at", "event_type", "event_timestamp", "customer_iron_id",
-        "object_iron_id", "object_status", "event_key", "outcome", "error", "traceback",
-        "attempts", "processed_at",
-    }  # fmt: skip
-    for name, filled in _FILLED_BY_DATABASE.items():
-        assert fields[name].get_default() == filled, name
+    received_at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with CaptureQueriesContext(connection) as queries:
+        store_delivery({"body": "{}", "received_at": received_at})
+
+    (insert,) = [q["sql"] for q in queries]
+    columns = insert.split("(", 1)[1].split(")", 1)[0]
+    assert sorted(c.strip(' "') for c in columns.split(",")) == ["body", "received_at"]
+    in_python = WebhookDelivery(body="{}", received_at=received_at)
+    stored = WebhookDelivery.objects.get()
+    for f in WebhookDelivery._meta.concrete_fields:
+        if not f.primary_key:
+            assert getattr(stored, f.attname) == getattr(in_python, f.attname), f.name
 
 
 def test_deferred_delivery_asks_for_a_drain_only_once_it_is_committed(
@@ -294,7 +301,7 @@ def test_deferred_delivery_asks_for_a_drain_only_once_it_is_committed(
 @pytest.mark.usefixtures("deferred", "sent_drains")
 def test_deferred_repeats_are_stored_once_and_acted_on_once(
     deliver: Callable[..., Any],
-    drain: Callable[[], SweepResult],
+    drain: Callable[[], DeliverySweepResult],
     identification: Identification,
     iron_signals: SignalRecorder,
 ) -> None:
@@ -499,8 +506,8 @@ def test_drain_scheduler_failed_send_is_logged_and_the_next_request_sends_at_onc
 ) -> None:
     calls: list[dict[str, Any]] = []
 
-    def apply_async(**kwargs: Any) -> None:
-        calls.append(kwargs)
+    def apply_async(args: Any = (), kwargs: Any = None, **options: Any) -> None:
+        calls.append(options)
         if len(calls) == failing + 1:
             raise ConnectionRefusedError("broker unreachable")
 
@@ -514,7 +521,7 @@ def test_drain_scheduler_failed_send_is_logged_and_the_next_request_sends_at_onc
     assert countdowns(calls)[-1] is None  # within the old window, yet at once
     assert len(calls) == failing + 2
     [warning] = warnings
-    assert warning.name == "django_iron_kyc.webhooks"
+    assert warning.name == "django_iron_kyc.webhooks.drain"
     assert "retry_webhook_deliveries" in warning.getMessage()
     assert warning.exc_info is not None
     logged = logging.Formatter("%(message)s").format(warning)
@@ -688,7 +695,8 @@ def drain_limit(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
     def set_limit(limit: int) -> None:
         real = process_received_deliveries
         monkeypatch.setattr(
-            webhooks, "process_received_deliveries", functools.partial(real, limit=limit)
+            "django_iron_kyc.webhooks.process_received_deliveries",
+            functools.partial(real, limit=limit),
         )
 
     return set_limit
@@ -841,7 +849,7 @@ def test_sweep_retries_a_failing_delivery_at_delay_2x_4x_then_gives_up(
     second = timedelta(seconds=1)
     delay = timedelta(seconds=10)
 
-    with mock.patch.object(webhooks, "_act", _boom):
+    with mock.patch.object(deliveries, "act_on_event", _boom):
         assert process_received_deliveries().outcomes == Counter({"failed": 1})
         history = []
         for now in [
@@ -879,7 +887,7 @@ def test_sweep_retry_of_a_failed_delivery_applies_it_once(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     row = store(identification, at=NOW)
-    with mock.patch.object(webhooks, "_act", _boom):
+    with mock.patch.object(deliveries, "act_on_event", _boom):
         process_received_deliveries()
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -901,14 +909,14 @@ def test_sweep_retry_of_a_failed_delivery_applies_it_once(
 @pytest.mark.usefixtures("deferred")
 def test_irons_resend_of_a_failed_delivery_is_drained_again_at_once(
     deliver: Callable[..., Any],
-    drain: Callable[[], SweepResult],
+    drain: Callable[[], DeliverySweepResult],
     identification: Identification,
     iron_signals: SignalRecorder,
     sent_drains: list[dict[str, Any]],
 ) -> None:
     event = identification_event(identification)
     assert deliver(event, webhook_id="msg_failed").status_code == 200
-    with mock.patch.object(webhooks, "_act", _boom):
+    with mock.patch.object(deliveries, "act_on_event", _boom):
         assert drain().outcomes == Counter({"failed": 1})
     drain_scheduler.reset()
 
@@ -946,12 +954,12 @@ def test_same_webhook_id_inside_a_callers_transaction_leaves_it_usable(
     body = encode_event(identification_event(identification))
 
     with transaction.atomic():
-        _, first = receive_delivery(
+        first = receive_delivery(
             body=body, webhook_id="wh-atomic", signed_at=None, deferred=deferred_
-        )
-        _, second = receive_delivery(
+        ).outcome
+        second = receive_delivery(
             body=body, webhook_id="wh-atomic", signed_at=None, deferred=deferred_
-        )
+        ).outcome
         # Would raise TransactionManagementError (or "current transaction is aborted")
         # had the repeat failed an INSERT in this transaction.
         assert WebhookDelivery.objects.count() == 1
@@ -961,10 +969,6 @@ def test_same_webhook_id_inside_a_callers_transaction_leaves_it_usable(
     assert [first, second] == expected
     identification.refresh_from_db()
     assert identification.url == "https://x.invalid/"
-
-
-def _new_row(webhook_id: str | None) -> WebhookDelivery:
-    return WebhookDelivery(webhook_id=webhook_id, body="{}")
 
 
 def _new(webhook_id: str | None, body: str | None = "{}") -> dict[str, Any]:
@@ -997,11 +1001,13 @@ KOLKATA = timezone(timedelta(hours=5, minutes=30))
     ids=["as-arrived", "offset", "invalid"],
 )
 def test_the_row_insert_returns_is_the_row_stored(db: None, values: dict[str, Any]) -> None:
-    """_insert builds its row without reading it back: every field as the database holds it."""
-    row, created = webhooks._insert(dict(values))
+    """store_delivery builds its row without reading it back: every field as stored."""
+    stored_delivery = store_delivery(dict(values))
+    row = stored_delivery.row
 
     stored = WebhookDelivery.objects.get()
-    assert created is True
+    assert stored_delivery.created is True
+    assert (stored_delivery.alias, stored_delivery.pk) == ("default", stored.pk)
     assert not row._state.adding
     assert row._state.db == "default"
     for f in WebhookDelivery._meta.concrete_fields:
@@ -1012,16 +1018,21 @@ def test_the_row_insert_returns_is_the_row_stored(db: None, values: dict[str, An
             assert getattr(stored, name) == values[name]
 
 
-def test_insert_with_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_usable(
+def another_vendor() -> contextlib.AbstractContextManager[Any]:
+    """The default database as a vendor the hand-written INSERT does not know: the ORM."""
+    return mock.patch.object(connections["default"], "vendor", "unknown")
+
+
+def test_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_usable(
     db: None,
 ) -> None:
-    with transaction.atomic():
-        first, first_created = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
-        repeat, repeat_created = webhooks._insert_with_orm(_new_row("wh-orm"), "default")
-        _after, after_created = webhooks._insert_with_orm(_new_row("wh-orm-2"), "default")
+    with another_vendor(), transaction.atomic():
+        first = store_delivery(_new("wh-orm"))
+        repeat = store_delivery(_new("wh-orm"))
+        after = store_delivery(_new("wh-orm-2"))
 
     assert first.pk is not None
-    assert (first_created, repeat_created, after_created) == (True, False, True)
+    assert (first.created, repeat.created, after.created) == (True, False, True)
     assert repeat.pk == first.pk
     assert sorted(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == [
         "wh-orm",
@@ -1029,38 +1040,37 @@ def test_insert_with_orm_repeat_finds_the_stored_row_and_leaves_the_transaction_
     ]
 
 
-def test_insert_with_orm_stores_deliveries_without_a_webhook_id(db: None) -> None:
-    rows = [webhooks._insert_with_orm(_new_row(None), "default") for _ in range(2)]
+def test_orm_stores_deliveries_without_a_webhook_id(db: None) -> None:
+    with another_vendor():
+        rows = [store_delivery(_new(None)) for _ in range(2)]
 
-    assert [created for _, created in rows] == [True, True]
-    assert all(row.pk is not None for row, _ in rows)
+    assert [row.created for row in rows] == [True, True]
+    assert all(row.pk is not None for row in rows)
     assert list(WebhookDelivery.objects.values_list("webhook_id", flat=True)) == [None, None]
 
 
 def test_insert_on_another_database_vendor_goes_through_the_orm(db: None) -> None:
-    with (
-        mock.patch.object(connections["default"], "vendor", "unknown"),
-        CaptureQueriesContext(connection) as queries,
-    ):
-        stored, created = webhooks._insert(_new("wh-vendor"))
-        repeat, repeated = webhooks._insert(_new("wh-vendor"))
+    with another_vendor(), CaptureQueriesContext(connection) as queries:
+        stored = store_delivery(_new("wh-vendor"))
+        repeat = store_delivery(_new("wh-vendor"))
 
-    assert (created, repeated) == (True, False)
+    assert (stored.created, repeat.created) == (True, False)
     assert repeat.pk == stored.pk
+    assert repeat.row.pk == stored.row.pk
     assert not any("ON CONFLICT" in q["sql"] for q in queries)
     assert WebhookDelivery.objects.get().pk == stored.pk
 
 
 def test_insert_in_a_transaction_uses_on_conflict_and_keeps_the_transaction(db: None) -> None:
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
-        stored, created = webhooks._insert(_new("wh-in-transaction"))
-        repeat, repeated = webhooks._insert(_new("wh-in-transaction"))
-        _after, _ = webhooks._insert(_new("wh-in-transaction-2"))
+        stored = store_delivery(_new("wh-in-transaction"))
+        repeat = store_delivery(_new("wh-in-transaction"))
+        store_delivery(_new("wh-in-transaction-2"))
 
     inserts = [q["sql"] for q in queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 3
     assert all("ON CONFLICT" in sql for sql in inserts)
-    assert (created, repeated, repeat.pk) == (True, False, stored.pk)
+    assert (stored.created, repeat.created, repeat.pk) == (True, False, stored.pk)
     assert WebhookDelivery.objects.count() == 2
 
 
@@ -1069,21 +1079,21 @@ def test_insert_outside_a_transaction_is_a_plain_insert_and_a_repeat_reads_the_r
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with CaptureQueriesContext(connection) as queries:
-        stored, created = webhooks._insert(_new("wh-autocommit"))
+        stored = store_delivery(_new("wh-autocommit"))
     (insert,) = [q["sql"] for q in queries]
     assert insert.startswith("INSERT")
     assert "ON CONFLICT" not in insert
 
     other = _new("wh-autocommit", '{"another": "body"}')
     with CaptureQueriesContext(connection) as queries:
-        repeat, repeated = webhooks._insert(other)
+        repeat = store_delivery(other)
 
-    assert (created, repeated, repeat.pk) == (True, False, stored.pk)
-    assert repeat.body == "{}"  # the first one stands
+    assert (stored.created, repeat.created, repeat.pk) == (True, False, stored.pk)
+    assert repeat.row.body == "{}"  # the first one stands
     assert [q["sql"].split()[0] for q in queries] == ["INSERT", "SELECT"]
     assert "arrived again with a different body" in caplog.text
     # Still in autocommit, nothing left open: the next one is stored and committed.
-    assert webhooks._insert(_new("wh-autocommit-2"))[1] is True
+    assert store_delivery(_new("wh-autocommit-2")).created is True
     assert not connection.in_atomic_block
     assert WebhookDelivery.objects.count() == 2
 
@@ -1094,7 +1104,7 @@ def test_insert_raises_an_integrity_error_that_is_not_a_repeat(webhook_id: str |
     broken = _new(webhook_id, None)  # body is NOT NULL
 
     with pytest.raises(IntegrityError) as raised:
-        webhooks._insert(broken)
+        store_delivery(broken)
 
     assert "vanished" not in str(raised.value)
     assert WebhookDelivery.objects.count() == 0
@@ -1137,7 +1147,7 @@ def test_deferred_same_webhook_id_on_two_connections_at_once_is_stored_once(
     body = encode_event(identification_event(identification))
     headers = signed_headers(body, webhook_id=f"wh-deferred-race-{round_}")
 
-    responses = _post_together([(body, headers), (body, headers)])
+    responses = post_together([(body, headers), (body, headers)])
 
     assert [r.status_code for r in responses] == [200, 200]
     assert [r.json() for r in responses] == [{"outcome": "received"}] * 2

@@ -13,12 +13,12 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .. import signing
+from ..payloads import EventType
 
 MessageShape = Literal["tagged", "flat"]
 MESSAGE_SHAPES: tuple[str, ...] = ("tagged", "flat")
 
-IDENTIFICATION_STATUS = "identification_status"
-CUSTOMER_STATUS = "customer_status"
+IDENTIFICATION_STATUS, CUSTOMER_STATUS = EventType.IDENTIFICATION_STATUS, EventType.CUSTOMER_STATUS
 
 
 def message_tag(event_type: str) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from django_iron_kyc import webhooks
+from django_iron_kyc.webhooks import drain
 from tests.reliability.stats import MACHINE
 
 
@@ -19,7 +19,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 @pytest.fixture
-def deferred(settings: Any, monkeypatch: pytest.MonkeyPatch) -> webhooks.DrainScheduler:
+def deferred(settings: Any, monkeypatch: pytest.MonkeyPatch) -> drain.DrainScheduler:
     """``IRON_KYC_WEBHOOK_PROCESSING = "deferred"`` with a drain scheduler of this test's own.
 
     It has no window: every stored delivery sends a drain, so with eager Celery the drain
@@ -27,6 +27,6 @@ def deferred(settings: Any, monkeypatch: pytest.MonkeyPatch) -> webhooks.DrainSc
     a third delivery within a second, whatever test sent the first two).
     """
     settings.IRON_KYC_WEBHOOK_PROCESSING = "deferred"
-    scheduler = webhooks.DrainScheduler(window=0)
-    monkeypatch.setattr(webhooks, "drain_scheduler", scheduler)
+    scheduler = drain.DrainScheduler(window=0)
+    monkeypatch.setattr(drain, "drain_scheduler", scheduler)
     return scheduler

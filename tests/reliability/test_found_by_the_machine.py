@@ -2,7 +2,8 @@
 
 Each is written the way the state machine reached it, with the fake Iron and the public
 services only (and the machine's own fault where it injected one: a failure inside
-``webhooks._act``), so it reads as a scenario and stays a regression test once fixed.
+``services.deliveries.act_on_event``), so it reads as a scenario and stays a regression
+test once fixed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 import pytest
 from django.db import OperationalError
 
-from django_iron_kyc import services, webhooks
+from django_iron_kyc import services
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
+from django_iron_kyc.payloads import WebhookEvent
+from django_iron_kyc.services import deliveries
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 
@@ -140,11 +143,11 @@ def test_deferred_delivery_that_failed_is_acted_on_when_iron_sends_it_again(
     iron.set_identification_status(row.iron_id, "Approved")
     (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
 
-    def fails(row: WebhookDelivery, event: webhooks.WebhookEvent) -> str:
+    def fails(row: WebhookDelivery, event: WebhookEvent) -> str:
         raise OperationalError("could not serialize access (injected)")
 
     with monkeypatch.context() as patched:
-        patched.setattr(webhooks, "_act", fails)
+        patched.setattr(deliveries, "act_on_event", fails)
         assert send_iron_webhook(delivery).json() == {"outcome": "received"}
     stored = WebhookDelivery.objects.get(webhook_id=delivery.webhook_id)
     assert (stored.outcome, stored.attempts) == ("failed", 1)

@@ -1,8 +1,8 @@
 """A Hypothesis state machine over the app and the fake Iron, trying to lose or double-count.
 
-Each example starts from an empty database, a new :class:`WatchedFake` (a ``FakeIron`` that
-also records, for every identification it creates, which ones were in flight at that
-moment) and a few customers created through ``services.create_customer``. Celery is eager,
+Each example starts from an empty database, a new ``FakeIron`` (which records, for every
+identification it creates, which ones were in flight at that moment: ``fake.creations``)
+and a few customers created through ``services.create_customer``. Celery is eager,
 so ``start_identification`` creates at Iron right after its transaction commits, and the
 fake's webhook deliveries reach the real view through Django's test client.
 
@@ -15,9 +15,10 @@ one (``drain``, the Celery task ``process_received_webhooks``), and a message ma
 (``lose_drain``); then the webhook sweep (``webhook_sweep``: ``retry_webhook_deliveries``
 once the clock has moved past ``IRON_KYC_WEBHOOK_RETRY_DELAY``) catches up. In either mode
 ``next_processing_fails`` makes the next attempt to act on a delivery fail inside
-``webhooks._act`` (an ``OperationalError`` after the state was applied, so the rollback
-must take the change and its signals back): the delivery is recorded ``failed`` and answered
-5xx (inline) or left to the sweep's retries with backoff (deferred).
+``services.deliveries.act_on_event`` (an ``OperationalError`` after the state was applied,
+so the rollback must take the change and its signals back): the delivery is recorded
+``failed`` and answered 5xx (inline) or left to the sweep's retries with backoff
+(deferred).
 
 Rules interleave, at random: starting and force-restarting identifications; transient
 faults on the next request (503, 500, 429, a connection dropped before or after Iron did
@@ -59,7 +60,6 @@ deep run; the counts are printed at the end of the pytest run.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
@@ -87,7 +87,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from django_iron_kyc import services, signals, tasks, webhooks
+from django_iron_kyc import services, signals, tasks
 from django_iron_kyc.conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
 from django_iron_kyc.exceptions import (
     IdentificationInFlightError,
@@ -95,9 +95,12 @@ from django_iron_kyc.exceptions import (
     IronTransientError,
 )
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
+from django_iron_kyc.payloads import WebhookEvent, normalize_identification_status
+from django_iron_kyc.services import deliveries
 from django_iron_kyc.testing import Delivery, FakeIron
-from django_iron_kyc.testing.fake import RecordedRequest
+from django_iron_kyc.testing.fake import Creation
 from django_iron_kyc.testing.pytest_plugin import WebhookSender
+from django_iron_kyc.webhooks import drain as webhook_drain
 from tests.celery import app as celery_app
 from tests.reliability.stats import MACHINE
 
@@ -141,47 +144,14 @@ MAX_PROCESSING_FAILURES = 4
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-ACT = webhooks._act  # the app's, which each example wraps (see IronMachine._act_or_fail)
+ACT = deliveries.act_on_event  # the app's, which each example wraps (IronMachine._act_or_fail)
 
 
 def normalized(status: str) -> str:
-    return services.normalize_identification_status(status)
+    return normalize_identification_status(status)
 
 
-@dataclass(frozen=True)
-class Creation:
-    """One identification the fake created through the API, and what was in flight then."""
-
-    key: str
-    customer_id: str
-    iron_id: str
-    in_flight_before: dict[str, str]
-
-
-class WatchedFake(FakeIron):
-    """FakeIron that records, per created identification, what was in flight at Iron."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.creations: list[Creation] = []
-
-    def _api_create_identification(self, record: RecordedRequest, id: str) -> Any:
-        with self._lock:
-            before = (
-                {i["id"]: i["status"] for i in self._in_flight(id)} if id in self.customers else {}
-            )
-            response = super()._api_create_identification(record, id)
-            if response.status == 201:
-                created = json.loads(response.body)["id"]
-                self.creations.append(Creation(record.idempotency_key or "", id, created, before))
-        return response
-
-    def in_flight_of(self, customer_id: str) -> list[str]:
-        with self._lock:
-            return [i["id"] for i in self._in_flight(customer_id)]
-
-
-class QueuedDrains(webhooks.DrainScheduler):
+class QueuedDrains(webhook_drain.DrainScheduler):
     """The app's drain scheduler on the machine's clock; the broker is a list here.
 
     What it sends is queued as the time (``time.time()``) from which a worker would run
@@ -190,11 +160,11 @@ class QueuedDrains(webhooks.DrainScheduler):
     """
 
     def __init__(self) -> None:
-        super().__init__(clock=time.time)
+        super().__init__(clock=time.time, publish=self._queue)
         self.queue: list[float] = []
         self.sent = 0
 
-    def _send(self, countdown: float) -> None:
+    def _queue(self, countdown: float) -> None:
         self.sent += 1
         self.queue.append(self.clock() + countdown)
 
@@ -318,7 +288,7 @@ class IronMachine(RuleBasedStateMachine):
             datetime.now(dt_timezone.utc).replace(microsecond=0), tick=False
         )
         self.clock = self.traveller.start()
-        self.fake = WatchedFake(
+        self.fake = FakeIron(
             conflict_on_pending=conflict_on_pending,
             message_shape=message_shape,
             list_order=list_order,
@@ -334,8 +304,8 @@ class IronMachine(RuleBasedStateMachine):
         self.overrides.enable()
         # In both modes: inline, the view must never ask for a drain.
         self.patches = [
-            mock.patch.object(webhooks, "drain_scheduler", self.drains),
-            mock.patch.object(webhooks, "_act", self._act_or_fail),
+            mock.patch.object(webhook_drain, "drain_scheduler", self.drains),
+            mock.patch.object(deliveries, "act_on_event", self._act_or_fail),
         ]
         for patch in self.patches:
             patch.start()
@@ -448,13 +418,13 @@ class IronMachine(RuleBasedStateMachine):
     def customer(self, index: int) -> Customer:
         return self.customers[index % len(self.customers)]
 
-    def _act_or_fail(self, row: WebhookDelivery, event: webhooks.WebhookEvent) -> str:
-        """``webhooks._act``, failing after it acted when ``next_processing_fails`` armed it."""
+    def _act_or_fail(self, row: WebhookDelivery, event: WebhookEvent) -> str:
+        """``act_on_event``, failing after it acted when ``next_processing_fails`` armed it."""
         outcome = ACT(row, event)
         if self.fail_next_act:
             self.fail_next_act = False
             MACHINE.acted[self.mode]["failures injected"] += 1
-            raise OperationalError("could not serialize access (injected into _act)")
+            raise OperationalError("could not serialize access (injected into act_on_event)")
         return outcome
 
     def iron_ids(self) -> list[str]:
@@ -895,28 +865,33 @@ class IronMachine(RuleBasedStateMachine):
                 assert customer["iron_updated_at"] >= before_at, (customer, before_at)
             self.customer_updated[customer["pk"]] = customer["iron_updated_at"]
 
+    def api_creations(self) -> list[Creation]:
+        """The identifications Iron created for the app's requests (not the ones added by hand)."""
+        return [c for c in self.fake.creations if c.idempotency_key is not None]
+
     def check_no_second_identification_in_flight_at_iron(
         self, rows: dict[int, dict[str, Any]]
     ) -> None:
         """Iron got a second identification in flight only when forced, or the app was blind."""
         by_key = {str(r["idempotency_key"]): r for r in rows.values()}
-        new = self.fake.creations[self.creations_seen :]
+        new = self.api_creations()[self.creations_seen :]
         self.creations_seen += len(new)
         for creation in new:
-            row = by_key.get(creation.key)
-            assert row is not None, f"Iron created {creation.iron_id} for no intent of ours"
+            created = creation.identification_id
+            row = by_key.get(creation.idempotency_key)
+            assert row is not None, f"Iron created {created} for no intent of ours"
             if row["pk"] in self.forced:
                 continue
             for other in creation.in_flight_before:
                 before = self.snapshot.get(other)
                 if before is None:
                     assert other in self.outside, (
-                        f"{creation.iron_id} created while {other} was in flight at Iron, "
+                        f"{created} created while {other} was in flight at Iron, "
                         "and the app did not know about that one"
                     )
                 else:
                     assert not before.in_flight, (
-                        f"{creation.iron_id} created without force while {other} was in "
+                        f"{created} created without force while {other} was in "
                         f"flight here too ({before})"
                     )
 
@@ -924,16 +899,17 @@ class IronMachine(RuleBasedStateMachine):
         by_key = {str(r["idempotency_key"]): r for r in rows.values()}
         tracked = {str(r["iron_id"]): r for r in rows.values() if r["iron_id"] is not None}
         customers = {c.pk: str(c.iron_id) for c in self.customers}
-        for creation in self.fake.creations:
-            row = tracked.get(creation.iron_id)
+        for creation in self.api_creations():
+            row = tracked.get(creation.identification_id)
             if row is not None:
                 assert customers[row["customer_id"]] == creation.customer_id, (
-                    f"{creation.iron_id} tracked under another customer"
+                    f"{creation.identification_id} tracked under another customer"
                 )
                 continue
-            intent = by_key[creation.key]
+            intent = by_key[creation.idempotency_key]
             assert intent["failed_at"] is None or intent["iron_id"] is not None, (
-                f"intent #{intent['pk']} failed although Iron created {creation.iron_id} for it"
+                f"intent #{intent['pk']} failed although Iron created "
+                f"{creation.identification_id} for it"
             )
 
     def check_signals(self, rows: dict[int, dict[str, Any]]) -> None:

@@ -34,9 +34,10 @@ app.autodiscover_tasks(["django_iron_kyc"])
 def record_signals(**_: Any) -> None:
     import redis
 
-    from django_iron_kyc import services, signals
+    from django_iron_kyc import signals
+    from django_iron_kyc.services import polling
 
-    services.POLL_LEASE = timedelta(seconds=1)
+    polling.POLL_LEASE = timedelta(seconds=1)
     broker = redis.Redis.from_url(os.environ["IRON_RELIABILITY_BROKER_URL"])
     key = os.environ["IRON_RELIABILITY_SIGNAL_KEY"]
 
@@ -76,9 +77,10 @@ def record_signals(**_: Any) -> None:
 
 
 def _ask_iron_while_acting() -> None:
-    from django_iron_kyc import services, webhooks
+    from django_iron_kyc import services
+    from django_iron_kyc.services import deliveries
 
-    act = webhooks._act
+    act = deliveries.act_on_event
 
     def act_then_ask_iron(row: Any, event: Any) -> str:
         outcome: str = act(row, event)
@@ -87,4 +89,4 @@ def _ask_iron_while_acting() -> None:
                 client.get_customer(event.customer_iron_id)
         return outcome
 
-    webhooks._act = act_then_ask_iron
+    deliveries.act_on_event = act_then_ask_iron

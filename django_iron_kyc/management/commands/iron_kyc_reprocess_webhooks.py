@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 
 from ...models import WebhookDelivery
-from ...webhooks import reprocess_delivery
+from ...services.deliveries import reprocess_delivery
 
 Outcome = WebhookDelivery.Outcome
 

@@ -16,11 +16,11 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import NoReverseMatch, reverse
 
 from ...conf import iron_settings
+from ...payloads import EventType
 from ...testing.events import MESSAGE_SHAPES, build_event, encode_event, sign_webhook
 from ...validators import is_loopback_host
-from ...webhooks import CUSTOMER_STATUS, IDENTIFICATION_STATUS
 
-DEFAULT_STATUS = {IDENTIFICATION_STATUS: "Approved", CUSTOMER_STATUS: "Active"}
+DEFAULT_STATUS = {EventType.IDENTIFICATION_STATUS: "Approved", EventType.CUSTOMER_STATUS: "Active"}
 
 
 class Command(BaseCommand):
@@ -35,8 +35,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--type",
             dest="event_type",
-            choices=[IDENTIFICATION_STATUS, CUSTOMER_STATUS],
-            default=IDENTIFICATION_STATUS,
+            choices=[event_type.value for event_type in EventType],
+            default=EventType.IDENTIFICATION_STATUS.value,
         )
         parser.add_argument(
             "--customer-id", type=uuid.UUID, help="Iron's customer id (default: a random one)."
@@ -75,7 +75,7 @@ class Command(BaseCommand):
         event_type = options["event_type"]
         customer_id = options["customer_id"] or uuid.uuid4()
         object_id = options["object_id"] or (
-            customer_id if event_type == CUSTOMER_STATUS else uuid.uuid4()
+            customer_id if event_type == EventType.CUSTOMER_STATUS else uuid.uuid4()
         )
         status = options["status"] or DEFAULT_STATUS[event_type]
         event = build_event(event_type, customer_id, object_id, status, shape=options["shape"])

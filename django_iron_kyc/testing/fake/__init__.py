@@ -37,11 +37,12 @@ from .iron import FakeIron
 from .options import ERROR_FORMATS, LIST_ORDERS, FakeOptions
 from .outbox import Delivery, HTTPDeliveryResult, Sender
 from .server import RecordedRequest
-from .state import iron_time
+from .state import Creation, iron_time
 
 __all__ = [
     "ERROR_FORMATS",
     "LIST_ORDERS",
+    "Creation",
     "Delivery",
     "DropMode",
     "FakeIron",

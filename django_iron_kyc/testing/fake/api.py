@@ -220,6 +220,7 @@ class IronApi:
                 with_edd=with_edd,
                 notify=True,
                 supersede=not self._options.conflict_on_pending,
+                idempotency_key=request.idempotency_key,
             )
         except PendingIdentificationError:
             raise RefusedError(409, "Has Pending Identification") from None

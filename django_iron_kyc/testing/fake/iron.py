@@ -13,7 +13,14 @@ from .faults import DropMode, Fault, FaultInjector
 from .options import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET, FakeOptions
 from .outbox import Delivery, HTTPDeliveryResult, Outbox, Sender
 from .server import FakeServer, RecordedRequest
-from .state import IDENTIFICATION_REQUIRED, NO_HOSTED_PAGE, IdDict, IronClock, IronState
+from .state import (
+    IDENTIFICATION_REQUIRED,
+    NO_HOSTED_PAGE,
+    Creation,
+    IdDict,
+    IronClock,
+    IronState,
+)
 
 __all__ = ["FakeIron"]
 
@@ -184,6 +191,12 @@ class FakeIron:
     def superseded(self) -> frozenset[str]:
         """The ids of identifications a newer one replaced while they were in flight."""
         return self._state.superseded()
+
+    @property
+    def creations(self) -> list[Creation]:
+        """Every identification created so far, with what was in flight for its customer then
+        (:class:`~django_iron_kyc.testing.fake.state.Creation`)."""
+        return self._state.creations()
 
     def add_customer(
         self, email: str | None = None, status: str = IDENTIFICATION_REQUIRED, **fields: Any

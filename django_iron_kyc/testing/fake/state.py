@@ -31,6 +31,7 @@ __all__ = [
     "IDENTIFICATION_REQUIRED",
     "NO_HOSTED_PAGE",
     "TERMINAL_STATUSES",
+    "Creation",
     "IdDict",
     "IronClock",
     "IronState",
@@ -95,6 +96,20 @@ class StatusChange:
     object_id: str
     status: str
     at: datetime
+
+
+@dataclass(frozen=True)
+class Creation:
+    """One identification Iron created, and what was in flight for its customer just before.
+
+    ``idempotency_key`` is the key of the API request that created it (``None`` when a test
+    added it directly). ``in_flight_before`` maps id to status.
+    """
+
+    customer_id: str
+    identification_id: str
+    idempotency_key: str | None
+    in_flight_before: dict[str, str]
 
 
 class UnknownObjectError(KeyError):
@@ -173,6 +188,7 @@ class IronState:
         self._customers = IdDict()
         self._identifications = IdDict()
         self._superseded: set[str] = set()
+        self._creations: list[Creation] = []
         self._emails = 0
 
     # --- reading ------------------------------------------------------------------------
@@ -191,6 +207,11 @@ class IronState:
         """The ids of the identifications a newer one replaced while they were in flight."""
         with self._lock:
             return frozenset(self._superseded)
+
+    def creations(self) -> list[Creation]:
+        """Every identification created so far, oldest first, with what was in flight then."""
+        with self._lock:
+            return list(self._creations)
 
     def customer(self, customer_id: uuid.UUID | str) -> dict[str, Any]:
         with self._lock:
@@ -251,6 +272,7 @@ class IronState:
         with_edd: bool = False,
         notify: bool = False,
         supersede: bool = True,
+        idempotency_key: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         """Create an identification; it supersedes the ones in flight and moves the customer.
@@ -280,6 +302,10 @@ class IronState:
             }
             for key, value in fields.items():
                 identification[key] = iron_time(value) if isinstance(value, datetime) else value
+            before = {old["id"]: old["status"] for old in in_flight}
+            self._creations.append(
+                Creation(customer_id, identification_id, idempotency_key, before)
+            )
             self._superseded.update(old["id"] for old in in_flight)
             self._identifications[identification_id] = identification
             customer["identification_ids"].append(identification_id)

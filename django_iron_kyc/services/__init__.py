@@ -1,0 +1,43 @@
+"""Where Iron's client and our models meet: the app's operations, one module per job.
+
+Every change of state that comes from Iron (webhook, poll, create, sandbox call, refresh)
+goes through :func:`apply_identification_state` or :func:`apply_customer_state`
+(:mod:`.state`). The public operations built on them:
+
+- :func:`create_customer`: ``POST /api/customers``, idempotent (:mod:`.customers`).
+- :func:`start_identification`: record the intent (no HTTP) and enqueue its creation;
+  :func:`submit_identification`: what the ``create_identification`` task runs (:mod:`.intents`).
+- :func:`refresh_customer`: fetch a customer and all its identifications now
+  (:mod:`.customers`, applied by :mod:`.sync`).
+- :func:`sandbox_approve` / :func:`sandbox_decline`: sandbox decisions (:mod:`.sandbox`).
+- :func:`poll_due_identifications`: the periodic sweep (:mod:`.polling`).
+
+Stored webhook deliveries are acted on in :mod:`.deliveries`.
+"""
+
+from ..payloads import RemoteCustomer, RemoteIdentification, parse_iron_datetime
+from .customers import create_customer, refresh_customer
+from .intents import start_identification, submit_identification
+from .iron import get_client
+from .polling import PollSweepResult, poll_due_identifications
+from .sandbox import sandbox_approve, sandbox_decline
+from .state import ApplyResult, Source, apply_customer_state, apply_identification_state
+
+__all__ = [
+    "ApplyResult",
+    "PollSweepResult",
+    "RemoteCustomer",
+    "RemoteIdentification",
+    "Source",
+    "apply_customer_state",
+    "apply_identification_state",
+    "create_customer",
+    "get_client",
+    "parse_iron_datetime",
+    "poll_due_identifications",
+    "refresh_customer",
+    "sandbox_approve",
+    "sandbox_decline",
+    "start_identification",
+    "submit_identification",
+]
