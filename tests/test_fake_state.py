@@ -7,15 +7,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from django_iron_kyc.testing.fake.clock import IronClock, iron_time, parse_iron_time
 from django_iron_kyc.testing.fake.state import (
-    IronClock,
     IronState,
     NotDecidableError,
     PendingIdentificationError,
     StatusChange,
     UnknownObjectError,
-    iron_time,
-    parse_iron_time,
 )
 
 

@@ -15,6 +15,18 @@ from typing import Any, Literal
 from .. import signing
 from ..payloads import EventType
 
+__all__ = [
+    "CUSTOMER_STATUS",
+    "IDENTIFICATION_STATUS",
+    "MESSAGE_SHAPES",
+    "MessageShape",
+    "build_event",
+    "encode_event",
+    "iso_timestamp",
+    "message_tag",
+    "sign_webhook",
+]
+
 MessageShape = Literal["tagged", "flat"]
 MESSAGE_SHAPES: tuple[str, ...] = ("tagged", "flat")
 

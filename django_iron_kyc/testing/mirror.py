@@ -18,7 +18,7 @@ from typing import Any
 from ..models import Customer, Identification
 from .factories import CustomerFactory, IdentificationFactory
 from .fake import FakeIron
-from .fake.state import parse_iron_time
+from .fake.clock import parse_iron_time
 
 __all__ = ["mirror_customer", "mirror_identification"]
 

@@ -32,12 +32,13 @@ Everything is thread-safe: the server answers from several threads at once.
 
 from __future__ import annotations
 
+from .clock import iron_time
 from .faults import DropMode, Fault
 from .iron import FakeIron
 from .options import ERROR_FORMATS, LIST_ORDERS, FakeOptions
 from .outbox import Delivery, HTTPDeliveryResult, Sender
 from .server import RecordedRequest
-from .state import Creation, iron_time
+from .state import Creation
 
 __all__ = [
     "ERROR_FORMATS",

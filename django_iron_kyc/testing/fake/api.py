@@ -23,11 +23,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .answers import Answer, RefusedError, error_answer, json_answer, path_id
+from .clock import IronClock
 from .hosted_page import HostedPage
 from .options import FakeOptions
 from .server import RecordedRequest
 from .state import (
-    IronClock,
     IronState,
     NotDecidableError,
     PendingIdentificationError,

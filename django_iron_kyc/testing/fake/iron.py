@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, overload
 
 from .api import IronApi
+from .clock import IronClock
 from .faults import DropMode, Fault, FaultInjector
 from .options import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET, FakeOptions
 from .outbox import Delivery, HTTPDeliveryResult, Outbox, Sender
@@ -18,7 +19,6 @@ from .state import (
     NO_HOSTED_PAGE,
     Creation,
     IdDict,
-    IronClock,
     IronState,
 )
 

@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from ..events import CUSTOMER_STATUS, IDENTIFICATION_STATUS, build_event, encode_event, sign_webhook
+from .clock import IronClock
 from .options import FakeOptions
-from .state import IronClock, StatusChange
+from .state import StatusChange
 
 __all__ = ["Delivery", "HTTPDeliveryResult", "Outbox", "Sender"]
 

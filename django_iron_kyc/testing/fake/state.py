@@ -22,8 +22,10 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Literal
+
+from .clock import IronClock, iron_time, parse_iron_time
 
 __all__ = [
     "CUSTOMER_STATUS_FOR",
@@ -33,14 +35,11 @@ __all__ = [
     "TERMINAL_STATUSES",
     "Creation",
     "IdDict",
-    "IronClock",
     "IronState",
     "NotDecidableError",
     "PendingIdentificationError",
     "StatusChange",
     "UnknownObjectError",
-    "iron_time",
-    "parse_iron_time",
 ]
 
 # Written here on purpose: the fake is Iron's side and does not use the app's models.
@@ -60,18 +59,6 @@ CUSTOMER_STATUS_FOR: dict[str, str] = {
 }
 # The host of hosted-page URLs while no server serves the page.
 NO_HOSTED_PAGE = "https://verify.fake-iron.invalid"
-
-_IRON_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
-
-
-def iron_time(value: datetime) -> str:
-    """An object timestamp as Iron writes it: ``2026-01-15T10:00:00.123456Z``."""
-    return value.astimezone(timezone.utc).strftime(_IRON_TIME)
-
-
-def parse_iron_time(value: str) -> datetime:
-    """The aware UTC datetime of a timestamp written by :func:`iron_time`."""
-    return datetime.strptime(value, _IRON_TIME).replace(tzinfo=timezone.utc)
 
 
 class IdDict(dict[str, dict[str, Any]]):
@@ -134,34 +121,6 @@ class NotDecidableError(Exception):
     def __init__(self, status: str) -> None:
         self.status = status
         super().__init__(f"Identification is not pending (status {status})")
-
-
-class IronClock:
-    """The fake's clock: the real UTC time plus what :meth:`advance` added."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._offset = timedelta(0)
-        self._last_tick: datetime | None = None
-
-    @property
-    def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self._offset
-
-    def advance(self, seconds: float) -> datetime:
-        """Move the clock forward by ``seconds``; returns the new now."""
-        with self._lock:
-            self._offset += timedelta(seconds=seconds)
-            return self.now
-
-    def tick(self) -> datetime:
-        """Now, strictly after the previous tick: every change gets a newer timestamp."""
-        with self._lock:
-            moment = self.now
-            if self._last_tick is not None and moment <= self._last_tick:
-                moment = self._last_tick + timedelta(microseconds=1)
-            self._last_tick = moment
-            return moment
 
 
 class IronState:
