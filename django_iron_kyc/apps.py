@@ -17,4 +17,4 @@ class IronKycConfig(AppConfig):
     def ready(self) -> None:
         # Registers the system checks, and the Celery tasks that services and webhooks
         # enqueue by name (enqueue.py).
-        from . import checks, tasks  # noqa: F401
+        from . import checks, tasks  # noqa: F401  lazy import: models load after apps

@@ -16,7 +16,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-__all__ = ["Customer", "Identification", "IdentificationQuerySet", "WebhookDelivery"]
+__all__ = [
+    "Customer",
+    "Identification",
+    "IdentificationQuerySet",
+    "IdentificationStatus",
+    "WebhookDelivery",
+]
 
 
 class Customer(models.Model):

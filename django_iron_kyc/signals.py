@@ -19,6 +19,14 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
+__all__ = [
+    "customer_status_changed",
+    "identification_approved",
+    "identification_declined",
+    "identification_expired",
+    "identification_status_changed",
+]
+
 # Sent with sender=Identification whenever an identification's status changes (including
 # the first status Iron gives it, and changes of superseded identifications).
 # kwargs: identification, previous_status ("" if none), status, source.

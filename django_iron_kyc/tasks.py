@@ -136,8 +136,8 @@ def create_identification(self: Any, identification_pk: int) -> str:
     Returns the outcome: ``"confirmed"``, ``"failed"``, ``"superseded"``, ``"pending"``
     (not confirmed yet: the sweep tries again) or ``"missing"``.
     """
-    from . import services
-    from .models import Identification
+    from . import services  # lazy import: settings import BEAT_SCHEDULE
+    from .models import Identification  # lazy import: settings import BEAT_SCHEDULE
 
     try:
         row = services.submit_identification(identification_pk)
@@ -177,8 +177,8 @@ def refresh_customer(self: Any, customer_pk: int) -> None:
 
     See ``services.refresh_customer``. Transient errors are retried; others are raised.
     """
-    from . import services
-    from .models import Customer
+    from . import services  # lazy import: settings import BEAT_SCHEDULE
+    from .models import Customer  # lazy import: settings import BEAT_SCHEDULE
 
     try:
         services.refresh_customer(customer_pk)
@@ -199,7 +199,7 @@ def poll_pending_identifications(self: Any) -> dict[str, int]:
     re-enqueues intents an outage left behind. See ``services.poll_due_identifications``.
     Never retried: the next sweep picks up what this one could not do.
     """
-    from . import services
+    from . import services  # lazy import: settings import BEAT_SCHEDULE
 
     return services.poll_due_identifications().as_dict()
 
@@ -212,7 +212,7 @@ def process_received_webhooks(self: Any) -> dict[str, Any]:
     Runs at most 1,000 deliveries, then enqueues itself again if more are waiting. Never
     retried: a delivery that fails is recorded ``failed`` and retried by the webhook sweep.
     """
-    from . import webhooks
+    from . import webhooks  # lazy import: settings import BEAT_SCHEDULE
 
     result = webhooks.process_received_deliveries()
     if result.more and not self.request.is_eager:
@@ -227,6 +227,6 @@ def retry_webhook_deliveries(self: Any) -> dict[str, Any]:
     Processes deliveries whose processing was lost and retries failed ones with backoff;
     see ``webhooks.retry_deliveries``. Never retried: the next sweep carries on.
     """
-    from . import webhooks
+    from . import webhooks  # lazy import: settings import BEAT_SCHEDULE
 
     return webhooks.retry_deliveries().as_dict()
