@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,21 @@ def test_the_layout_covers_the_whole_package() -> None:
     names = {_dotted(path) for path in _source_modules()}
     assert {"django_iron_kyc.services.state", "django_iron_kyc.webhooks.storage"} <= names
     assert len(PUBLIC) > 40
+
+
+README = PACKAGE.parent / "README.md"
+
+
+def _readme_api() -> dict[str, set[str]]:
+    """The README's API reference table: module -> the names it lists."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## API reference", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(django_iron_kyc[\w.]*)` \| [^|]* \| (.*) \|$", section, re.M)
+    return {module: set(re.findall(r"`([\w]+)`", names)) for module, names in rows}
+
+
+def test_the_readme_lists_exactly_the_public_api() -> None:
+    listed = _readme_api()
+    assert "django_iron_kyc.services" in listed
+    for name, names in listed.items():
+        assert names == set(importlib.import_module(name).__all__), f"README's row for {name}"
