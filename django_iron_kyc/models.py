@@ -22,6 +22,7 @@ __all__ = [
     "IdentificationQuerySet",
     "IdentificationStatus",
     "WebhookDelivery",
+    "moves_forward",
 ]
 
 
@@ -75,6 +76,15 @@ class Customer(models.Model):
     )
     iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
     iron_updated_at = models.DateTimeField(_("updated at Iron"), null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(
+        _("newest webhook sent at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When Iron sent the newest webhook acted on for it (Iron's send time, another "
+            "clock than Iron's 'updated at')."
+        ),
+    )
     last_error = models.TextField(_("last error"), blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -110,6 +120,33 @@ class IdentificationStatus(models.TextChoices):
     DECLINED = "Declined", _("Declined")
     EXPIRED = "Expired", _("Expired")
     ARCHIVED = "Archived", _("Archived")
+
+
+# Where each status stands in an identification's lifecycle (Part A item 5 of our contract
+# with Iron): Pending < Processed < PendingReview < a decision < Archived.
+_LIFECYCLE_RANK = {
+    IdentificationStatus.PENDING.value: 0,
+    IdentificationStatus.PROCESSED.value: 1,
+    IdentificationStatus.PENDING_REVIEW.value: 2,
+    IdentificationStatus.APPROVED.value: 3,
+    IdentificationStatus.DECLINED.value: 3,
+    IdentificationStatus.EXPIRED.value: 3,
+    IdentificationStatus.ARCHIVED.value: 4,
+}
+
+
+def moves_forward(previous: str, status: str) -> bool:
+    """Does ``previous`` -> ``status`` move an identification forward in its lifecycle?
+
+    Forward is a higher rank: Pending < Processed < PendingReview < Approved, Declined or
+    Expired (one rank: a move between decisions is sideways) < Archived; anything is forward
+    from no status yet. A move to or from a status this version does not know is not forward.
+    """
+    if status not in _LIFECYCLE_RANK:
+        return False
+    if previous == "":
+        return True
+    return previous in _LIFECYCLE_RANK and _LIFECYCLE_RANK[status] > _LIFECYCLE_RANK[previous]
 
 
 # Iron has decided (a strictly newer update may still step it up again).
@@ -188,6 +225,24 @@ class Identification(models.Model):
     )
     iron_created_at = models.DateTimeField(_("created at Iron"), null=True, blank=True)
     iron_updated_at = models.DateTimeField(_("updated at Iron"), null=True, blank=True)
+    webhook_sent_at = models.DateTimeField(
+        _("newest webhook sent at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When Iron sent the newest webhook acted on for it (Iron's send time, another "
+            "clock than Iron's 'updated at')."
+        ),
+    )
+    reopened_at = models.DateTimeField(
+        _("reopened at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Iron moved it back after a decision (a step-up); every later webhook for it is "
+            "confirmed with Iron before it is applied."
+        ),
+    )
     superseded_at = models.DateTimeField(
         _("superseded at"),
         null=True,

@@ -130,9 +130,10 @@ def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
 class RemoteIdentification:
     """Iron's view of one identification, from any source.
 
-    Fields left ``None`` were not in what Iron sent and are not changed locally. From a
-    webhook only ``iron_id``, ``status`` and ``updated_at`` (the container's timestamp)
-    are known.
+    Fields left ``None`` were not in what Iron sent and are not changed locally. Two clocks,
+    never compared: ``updated_at`` is Iron's object time (an API answer's ``updated_at``);
+    ``sent_at`` is when Iron sent a webhook (:meth:`from_webhook`), which carries only the
+    id, the status and that send time.
     """
 
     iron_id: uuid.UUID
@@ -143,6 +144,23 @@ class RemoteIdentification:
     url: str | None = None
     review_comment: str | None = None
     with_edd: bool | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def from_a_webhook(self) -> bool:
+        """A webhook's word (a send time, no object time) rather than Iron's object."""
+        return self.updated_at is None and self.sent_at is not None
+
+    @classmethod
+    def from_webhook(cls, event: WebhookEvent) -> RemoteIdentification:
+        """What an ``identification_status`` event says (its timestamp is the send time)."""
+        assert event.object_iron_id is not None  # a handled event always names its object
+        return cls(
+            iron_id=event.object_iron_id,
+            status=event.status,
+            sent_at=event.timestamp,
+            customer_iron_id=event.customer_iron_id,
+        )
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> RemoteIdentification:
@@ -164,7 +182,8 @@ class RemoteIdentification:
 
 @dataclass(frozen=True)
 class RemoteCustomer:
-    """Iron's view of one customer (``None`` fields were not sent)."""
+    """Iron's view of one customer (``None`` fields were not sent; clocks as for
+    :class:`RemoteIdentification`)."""
 
     iron_id: uuid.UUID
     status: str
@@ -174,6 +193,18 @@ class RemoteCustomer:
     name: str | None = None
     external_id: str | None = None
     customer_type: str | None = None
+    sent_at: datetime | None = None
+
+    @property
+    def from_a_webhook(self) -> bool:
+        """A webhook's word (a send time, no object time) rather than Iron's object."""
+        return self.updated_at is None and self.sent_at is not None
+
+    @classmethod
+    def from_webhook(cls, event: WebhookEvent) -> RemoteCustomer:
+        """What a ``customer_status`` event says (its timestamp is the send time)."""
+        assert event.object_iron_id is not None  # a handled event always names its object
+        return cls(iron_id=event.object_iron_id, status=event.status, sent_at=event.timestamp)
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> RemoteCustomer:

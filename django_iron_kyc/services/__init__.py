@@ -2,7 +2,8 @@
 
 Every change of state that comes from Iron (webhook, poll, create, sandbox call, refresh)
 goes through :func:`apply_identification_state` or :func:`apply_customer_state`
-(:mod:`.state`). The public operations built on them:
+(:mod:`.apply`, after the ordering rule of :mod:`.ordering`; the state rule itself in
+:mod:`.state`). The public operations built on them:
 
 - :func:`create_customer`: ``POST /api/customers``, idempotent (:mod:`.customers`).
 - :func:`start_identification`: record the intent (no HTTP) and enqueue its creation;
@@ -16,12 +17,14 @@ Stored webhook deliveries are acted on in :mod:`.deliveries`.
 """
 
 from ..payloads import RemoteCustomer, RemoteIdentification, parse_iron_datetime
+from .apply import apply_customer_state, apply_identification_state
 from .customers import create_customer, refresh_customer
 from .intents import start_identification, submit_identification
 from .iron import get_client
 from .polling import PollSweepResult, poll_due_identifications
 from .sandbox import sandbox_approve, sandbox_decline
-from .state import ApplyResult, Source, apply_customer_state, apply_identification_state
+from .sources import Source
+from .state import ApplyResult
 
 __all__ = [
     "ApplyResult",

@@ -18,8 +18,9 @@ from ..exceptions import (
 )
 from ..models import Customer
 from ..payloads import RemoteCustomer
+from .apply import apply_customer_state
 from .iron import describe_failure, get_client, list_remote
-from .state import Source, apply_customer_state
+from .sources import Source
 from .sync import local_snapshots, sync_identifications
 
 __all__ = ["create_customer", "fetch_and_apply_customer", "refresh_customer"]

@@ -12,6 +12,8 @@ import contextlib
 import logging
 import traceback as traceback_module
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, overload
 
 from django.db import transaction
@@ -19,17 +21,30 @@ from django.utils import timezone
 
 from ..enqueue import REFRESH_CUSTOMER, enqueue_on_commit
 from ..exceptions import InvalidPayloadError
-from ..models import Customer, WebhookDelivery
-from ..payloads import EventType, RemoteCustomer, RemoteIdentification, WebhookEvent, parse_event
+from ..models import Customer, Identification, WebhookDelivery
+from ..payloads import (
+    EventType,
+    RemoteCustomer,
+    RemoteIdentification,
+    WebhookEvent,
+    normalize_identification_status,
+    parse_event,
+)
+from .apply import CONFIRM_ATTEMPTS, fetch_customer, fetch_identification
+from .iron import get_client
+from .sources import Source
 from .state import (
-    Source,
-    apply_customer_state,
+    ApplyResult,
+    apply_to_locked_customer,
     apply_to_locked_identification,
+    locked_customers,
     locked_identifications,
 )
 
 __all__ = [
     "RETRYABLE_OUTCOMES",
+    "ConfirmWithIronError",
+    "Confirmation",
     "act_on_event",
     "act_on_parked_deliveries",
     "already_acted_on",
@@ -84,39 +99,52 @@ def process_delivery(
     one transaction, with the delivery row locked; an unexpected error rolls it back and is
     recorded on the row (outcome ``failed``, error and traceback) in a transaction of its
     own, and ``failed`` is returned. A body that is not Iron's shape gives ``invalid``.
-    With ``skip_locked``, a delivery that another connection is processing right now is
-    skipped and ``None`` is returned (on PostgreSQL; SQLite has no row locks).
+    An event the ordering rule does not trust on its own is confirmed with Iron between two
+    such transactions (one ``GET``); Iron unreachable then is a failure like any other: the
+    delivery is kept for a retry, never applied blindly. With ``skip_locked``, a delivery
+    that another connection is processing right now is skipped and ``None`` is returned (on
+    PostgreSQL; SQLite has no row locks).
     """
     pk = delivery.pk if isinstance(delivery, WebhookDelivery) else delivery
+    confirmed: Confirmation | None = None
     try:
-        with transaction.atomic():
-            found = (
-                WebhookDelivery.objects.select_for_update(skip_locked=skip_locked)
-                .filter(pk=pk)
-                .first()
-            )
-            if found is None:
-                if skip_locked:
-                    return None
-                raise WebhookDelivery.DoesNotExist(f"webhook delivery {pk} does not exist")
-            row = found
-            if not force and row.outcome not in RETRYABLE_OUTCOMES:
-                return Outcome.DUPLICATE
-            row.attempts += 1
-            row.error = row.traceback = ""
+        for _attempt in range(CONFIRM_ATTEMPTS + 1):
             try:
-                event = parse_event(row.body)
-            except InvalidPayloadError as exc:
-                row.outcome = Outcome.INVALID
-                row.error = storable_text(str(exc))
-            else:
-                _describe(row, event)
-                row.outcome = act_on_event(row, event)
-            row.processed_at = timezone.now()
-            row.save(update_fields=_PROCESSED_FIELDS)
+                return _process_once(pk, force, skip_locked, confirmed)
+            except ConfirmWithIronError as ask:
+                confirmed = _ask_iron(ask)
+        raise RuntimeError("what the delivery is about kept changing while Iron was asked")
     except Exception as exc:
         _record_failure(pk, exc)
         return Outcome.FAILED
+
+
+def _process_once(
+    pk: int, force: bool, skip_locked: bool, confirmed: Confirmation | None
+) -> str | None:
+    with transaction.atomic():
+        found = (
+            WebhookDelivery.objects.select_for_update(skip_locked=skip_locked).filter(pk=pk).first()
+        )
+        if found is None:
+            if skip_locked:
+                return None
+            raise WebhookDelivery.DoesNotExist(f"webhook delivery {pk} does not exist")
+        row = found
+        if not force and row.outcome not in RETRYABLE_OUTCOMES:
+            return Outcome.DUPLICATE
+        row.attempts += 1
+        row.error = row.traceback = ""
+        try:
+            event = parse_event(row.body)
+        except InvalidPayloadError as exc:
+            row.outcome = Outcome.INVALID
+            row.error = storable_text(str(exc))
+        else:
+            _describe(row, event)
+            row.outcome = act_on_event(row, event, confirmed)
+        row.processed_at = timezone.now()
+        row.save(update_fields=_PROCESSED_FIELDS)
     logger.info(
         "Iron webhook delivery %s (%s, webhook-id %r): %s.",
         row.pk,
@@ -136,41 +164,104 @@ def reprocess_delivery(delivery: WebhookDelivery | int) -> str:
     return process_delivery(delivery, force=True)
 
 
-def act_on_event(row: WebhookDelivery, event: WebhookEvent) -> str:
+def act_on_event(
+    row: WebhookDelivery, event: WebhookEvent, confirmed: Confirmation | None = None
+) -> str:
     """Apply one parsed event of delivery ``row``; return the outcome.
 
     Runs inside :func:`process_delivery`'s transaction. The target row is locked before
     looking for an earlier delivery of the same event, so two deliveries of one event
-    racing on two connections act once.
+    racing on two connections act once. An event the ordering rule does not trust raises
+    :class:`ConfirmWithIronError` (rolling the transaction back); ``process_delivery`` asks
+    Iron and calls again with Iron's answer as ``confirmed``: what is applied then, if the
+    row has not changed since Iron was asked (``stale`` if Iron's status is not the
+    event's: the event was an old one).
     """
     object_id = event.object_iron_id
     if not event.handled or object_id is None:
         return Outcome.IGNORED
+    target: Identification | Customer | None
     if event.type == EventType.IDENTIFICATION_STATUS:
-        identification = locked_identifications().filter(iron_id=object_id).first()
-        if identification is None:
+        target = locked_identifications().filter(iron_id=object_id).first()
+        if target is None:
             _refresh_customer_of_unknown(event)
-            return Outcome.UNKNOWN_OBJECT
-        if already_acted_on(row, event):
-            return Outcome.DUPLICATE
-        remote = RemoteIdentification(
-            iron_id=object_id,
-            status=event.status,
-            updated_at=event.timestamp,
-            customer_iron_id=event.customer_iron_id,
-        )
-        result = apply_to_locked_identification(identification, remote, Source.WEBHOOK)
     else:
-        customer = Customer.objects.select_for_update().filter(iron_id=object_id).first()
-        if customer is None:
-            return Outcome.UNKNOWN_OBJECT
-        if already_acted_on(row, event):
-            return Outcome.DUPLICATE
-        remote_customer = RemoteCustomer(
-            iron_id=object_id, status=event.status, updated_at=event.timestamp
+        target = locked_customers().filter(iron_id=object_id).first()
+    if target is None:
+        return Outcome.UNKNOWN_OBJECT
+    if already_acted_on(row, event):
+        return Outcome.DUPLICATE
+    if confirmed is not None and target.updated_at != confirmed.seen:
+        raise ConfirmWithIronError(target)
+    result = _apply(target, event, confirmed)
+    if result.needs_confirmation:
+        raise ConfirmWithIronError(target)
+    if not result.applied:
+        return Outcome.STALE
+    if confirmed is not None and confirmed.status != _stored_status(event):
+        return Outcome.STALE
+    return Outcome.PROCESSED
+
+
+def _apply(
+    target: Identification | Customer, event: WebhookEvent, confirmed: Confirmation | None
+) -> ApplyResult:
+    if isinstance(target, Identification):
+        if confirmed is None:
+            remote: RemoteIdentification = RemoteIdentification.from_webhook(event)
+        else:
+            assert isinstance(confirmed.remote, RemoteIdentification)
+            remote = confirmed.remote
+        return apply_to_locked_identification(
+            target, remote, Source.WEBHOOK, fresh=confirmed is not None
         )
-        result = apply_customer_state(customer, remote_customer, source=Source.WEBHOOK)
-    return Outcome.PROCESSED if result.applied else Outcome.STALE
+    if confirmed is None:
+        return apply_to_locked_customer(target, RemoteCustomer.from_webhook(event), Source.WEBHOOK)
+    assert isinstance(confirmed.remote, RemoteCustomer)
+    return apply_to_locked_customer(target, confirmed.remote, Source.WEBHOOK)
+
+
+def _stored_status(event: WebhookEvent) -> str:
+    if event.type == EventType.IDENTIFICATION_STATUS:
+        return normalize_identification_status(event.status)
+    return event.status
+
+
+class ConfirmWithIronError(Exception):
+    """Raised by :func:`act_on_event` for an event to confirm with Iron first (internal)."""
+
+    def __init__(self, target: Identification | Customer) -> None:
+        self.kind = target._meta.model_name or ""
+        self.iron_id = target.iron_id
+        self.seen = target.updated_at
+        super().__init__(f"confirm {self.kind} {self.iron_id} with Iron")
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Iron's answer to a confirmation, and the row's ``updated_at`` when Iron was asked."""
+
+    remote: RemoteIdentification | RemoteCustomer
+    seen: datetime
+
+    @property
+    def status(self) -> str:
+        if isinstance(self.remote, RemoteIdentification):
+            return normalize_identification_status(self.remote.status)
+        return self.remote.status
+
+
+def _ask_iron(ask: ConfirmWithIronError) -> Confirmation:
+    """One ``GET`` of what the event is about, outside any transaction."""
+    assert ask.iron_id is not None
+    with get_client() as client:
+        if ask.kind == "identification":
+            remote: RemoteIdentification | RemoteCustomer = fetch_identification(
+                client, ask.iron_id
+            )
+        else:
+            remote = fetch_customer(client, ask.iron_id)
+    return Confirmation(remote, ask.seen)
 
 
 def already_acted_on(row: WebhookDelivery, event: WebhookEvent) -> bool:

@@ -25,9 +25,10 @@ from ..exceptions import (
 )
 from ..models import Customer, Identification
 from ..payloads import RemoteIdentification, normalize_identification_status
+from .apply import apply_identification_state
 from .deliveries import act_on_parked_deliveries
 from .iron import created_key, created_since, describe_failure, get_client, list_remote
-from .state import Source, apply_identification_state
+from .sources import Source
 
 __all__ = ["attach", "start_identification", "submit_identification"]
 

@@ -24,7 +24,7 @@ from ..models import Identification
 from ..payloads import RemoteIdentification
 from .customers import fetch_and_apply_customer
 from .iron import get_client, list_remote
-from .state import Source
+from .sources import Source
 from .sync import local_snapshots, sync_identifications
 
 __all__ = ["POLL_LEASE", "PollSweepResult", "poll_due_identifications"]

@@ -8,9 +8,10 @@ from ..conf import iron_settings
 from ..exceptions import IdentificationStateError, SandboxNotAllowedError
 from ..models import Customer, Identification
 from ..payloads import RemoteIdentification
+from .apply import apply_identification_state
 from .customers import fetch_and_apply_customer
 from .iron import get_client
-from .state import Source, apply_identification_state
+from .sources import Source
 
 __all__ = ["sandbox_approve", "sandbox_decline"]
 

@@ -1,53 +1,41 @@
-"""The state rule: the only way Iron's state reaches our rows, and when signals go out.
+"""The state rule: how Iron's state reaches a locked row, and when signals are due.
 
-Every change of state that comes from Iron (webhook, poll, create, sandbox call, refresh) goes
-through :func:`apply_identification_state` or :func:`apply_customer_state`. They lock the row,
-drop updates older than what is stored, store Iron's status as Iron spells it and send each
-signal once per actual change, after the transaction commits.
+Every change of state that comes from Iron (webhook, poll, create, sandbox call, refresh)
+ends here, on a row its caller locked: :func:`apply_to_locked_identification` and
+:func:`apply_to_locked_customer`. They take the verdict of the ordering rule
+(:mod:`~django_iron_kyc.services.ordering`): a stale update is dropped, one the rule does not
+trust is left for the caller to confirm with Iron (``needs_confirmation``), anything else is
+stored as Iron spells it, and each signal is sent once per actual change, after the
+transaction commits. The public entry points that lock, apply and confirm are in
+:mod:`~django_iron_kyc.services.apply`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .. import signals
 from ..conf import iron_settings
 from ..models import Customer, Identification, IdentificationQuerySet
 from ..payloads import RemoteCustomer, RemoteIdentification, normalize_identification_status
+from .ordering import Verdict, customer_verdict, identification_verdict, implied_customer_statuses
+from .signalling import send_customer_status_changed, send_identification_signals
+from .sources import Source
 
 __all__ = [
-    "TERMINAL_SIGNALS",
     "ApplyResult",
-    "Source",
-    "apply_customer_state",
-    "apply_identification_state",
+    "apply_to_locked_customer",
     "apply_to_locked_identification",
-    "is_newer",
+    "locked_customers",
     "locked_identifications",
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class Source(str, enum.Enum):
-    """Where a change of state came from (the ``source`` kwarg of the signals)."""
-
-    WEBHOOK = "webhook"
-    POLL = "poll"
-    CREATE = "create"
-    SANDBOX = "sandbox"
-    REFRESH = "refresh"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass
@@ -55,16 +43,13 @@ class ApplyResult:
     """What applying a remote state did."""
 
     instance: Any
-    applied: bool  # False when the update was older than what is stored
+    applied: bool
+    """False when nothing was stored: the update was stale, or needs confirming."""
     status_changed: bool
     previous_status: str
+    needs_confirmation: bool = False
+    """The ordering rule does not trust it: fetch Iron's current state and apply that."""
 
-
-TERMINAL_SIGNALS = {
-    Identification.Status.APPROVED.value: signals.identification_approved,
-    Identification.Status.DECLINED.value: signals.identification_declined,
-    Identification.Status.EXPIRED.value: signals.identification_expired,
-}
 
 # Statuses signalled on a change; any other is stored as Iron sent it, and logged.
 _KNOWN_IDENTIFICATION_STATUSES = frozenset(Identification.Status.values)
@@ -75,6 +60,8 @@ _APPLIED_IDENTIFICATION_FIELDS = (
     "iron_id",
     "iron_updated_at",
     "iron_created_at",
+    "webhook_sent_at",
+    "reopened_at",
     "url",
     "review_comment",
     "with_edd",
@@ -86,31 +73,6 @@ _APPLIED_IDENTIFICATION_FIELDS = (
 )
 
 
-def apply_identification_state(
-    identification: Identification | int,
-    remote: RemoteIdentification,
-    *,
-    source: Source | str,
-) -> ApplyResult:
-    """Apply Iron's state of one identification to our row. The only way status changes.
-
-    Locks the row (``select_for_update``), ignores ``remote`` when its ``updated_at`` is
-    older than the stored ``iron_updated_at`` (Iron may deliver late, twice or out of
-    order), leaves a terminal status only for an update strictly newer than the stored one
-    (Iron's step-up), stores the status as Iron spells it (``Rejected`` is stored as
-    ``Declined``; unknown values are stored and logged, without signals), and on an actual
-    change of status sends ``identification_status_changed`` and, on entry into
-    Approved/Declined/Expired of an identification that is not superseded, the matching
-    terminal signal. Signals go out after the transaction commits, so a rollback sends
-    nothing. Raises ``ValueError`` when ``remote`` is another Iron identification.
-    """
-    source = Source(source)
-    pk = identification.pk if isinstance(identification, Identification) else identification
-    with transaction.atomic():
-        row = locked_identifications().get(pk=pk)
-        return _apply_identification(row, remote, source)
-
-
 def locked_identifications() -> IdentificationQuerySet:
     """Identifications locked for update (``of=self``) with their customer, for one transaction.
 
@@ -120,43 +82,32 @@ def locked_identifications() -> IdentificationQuerySet:
     return Identification.objects.select_for_update(of=("self",)).select_related("customer")
 
 
+def locked_customers() -> Any:
+    """Customers locked for update, for one transaction."""
+    return Customer.objects.select_for_update()
+
+
 def apply_to_locked_identification(
-    row: Identification, remote: RemoteIdentification, source: Source
+    row: Identification,
+    remote: RemoteIdentification,
+    source: Source,
+    *,
+    fresh: bool = False,
 ) -> ApplyResult:
-    """:func:`apply_identification_state` on a row the caller locked with
-    :func:`locked_identifications` in its open transaction (no second lock, no savepoint;
-    an error rolls back the caller's transaction). Used by ``services.deliveries``."""
+    """Apply ``remote`` to ``row``, which the caller locked with :func:`locked_identifications`
+    in its open transaction; ``fresh``: ``remote`` was fetched after ``row`` was read and the
+    row has not changed since. Raises ``ValueError`` for another Iron identification."""
     if not transaction.get_connection().in_atomic_block:
         raise transaction.TransactionManagementError(
             "apply_to_locked_identification needs the transaction that holds the row lock"
         )
-    return _apply_identification(row, remote, source)
-
-
-def _apply_identification(
-    row: Identification, remote: RemoteIdentification, source: Source
-) -> ApplyResult:
+    _check_same_object(row, remote)
     previous = row.status
-    if _is_stale(row, remote, source):
-        return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
-
+    verdict = identification_verdict(row, remote, fresh=fresh)
+    if verdict is not Verdict.APPLY:
+        _log_verdict(verdict, row, remote, source)
+        return ApplyResult(row, False, False, previous, verdict is Verdict.CONFIRM)
     status = normalize_identification_status(remote.status)
-    if (
-        status != previous
-        and row.is_terminal
-        and not is_newer(remote.updated_at, row.iron_updated_at)
-    ):
-        # Leaving a terminal status (a step-up) needs an update strictly newer than the
-        # decision we stored; an undated or same-time one may be a late copy.
-        logger.info(
-            "Ignoring %s update of identification %s to %s: it is not newer than the "
-            "stored terminal status %s.",
-            source,
-            remote.iron_id,
-            status,
-            previous,
-        )
-        return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
     known = status in _KNOWN_IDENTIFICATION_STATUSES
     if not known:
         logger.warning(
@@ -172,6 +123,11 @@ def _apply_identification(
     if remote.with_edd is not None:
         row.with_edd = remote.with_edd
     changed = status != previous
+    if changed and row.is_terminal and status not in Identification.TERMINAL_STATUSES:
+        row.reopened_at = timezone.now()
+        logger.info(
+            "Iron confirmed identification %s left %s for %s.", row.iron_id, previous, status
+        )
     row.status = status
     if changed and row.superseded_at is None and row.failed_at is None:
         _supersede_if_replaced(row)
@@ -183,7 +139,44 @@ def _apply_identification(
         row.poll_count = 0
     row.save(update_fields=_APPLIED_IDENTIFICATION_FIELDS)
     if changed and known:
-        transaction.on_commit(lambda: _send_identification_signals(row, previous, status, source))
+        transaction.on_commit(lambda: send_identification_signals(row, previous, status, source))
+    return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
+
+
+def apply_to_locked_customer(row: Customer, remote: RemoteCustomer, source: Source) -> ApplyResult:
+    """Apply ``remote`` to the customer ``row`` the caller locked in its open transaction.
+
+    Sends ``customer_status_changed`` after commit when the status actually changed.
+    """
+    _check_same_object(row, remote)
+    previous = row.status
+    implied: frozenset[str] = frozenset()
+    if remote.from_a_webhook and remote.status != previous:
+        current = row.current_identification
+        if current is not None:
+            implied = implied_customer_statuses(current.status)
+    verdict = customer_verdict(row, remote, implied=implied)
+    if verdict is not Verdict.APPLY:
+        _log_verdict(verdict, row, remote, source)
+        return ApplyResult(row, False, False, previous, verdict is Verdict.CONFIRM)
+    known = remote.status in _KNOWN_CUSTOMER_STATUSES
+    if not known:
+        logger.warning(
+            "Iron sent an unknown customer status %r for %s; stored as is, no signal sent.",
+            remote.status,
+            remote.iron_id,
+        )
+    _take_iron_identity(row, remote)
+    for field in ("email", "name", "external_id", "customer_type"):
+        value = getattr(remote, field)
+        if value is not None:
+            setattr(row, field, value)
+    changed = remote.status != previous
+    row.status = remote.status
+    row.save()
+    if changed and known:
+        status = remote.status
+        transaction.on_commit(lambda: send_customer_status_changed(row, previous, status, source))
     return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
 
 
@@ -223,138 +216,44 @@ def _supersede_if_replaced(row: Identification) -> None:
 def _take_iron_identity(
     row: Identification | Customer, remote: RemoteIdentification | RemoteCustomer
 ) -> None:
-    """Iron's id and timestamps onto the row (creation time only if not known yet)."""
+    """Iron's id and its times onto the row, each clock in its own field (creation time only
+    if not known yet; the newest webhook send time)."""
     row.iron_id = remote.iron_id
     if remote.updated_at is not None:
         row.iron_updated_at = remote.updated_at
     if remote.created_at is not None and row.iron_created_at is None:
         row.iron_created_at = remote.created_at
+    if remote.sent_at is not None and (
+        row.webhook_sent_at is None or remote.sent_at > row.webhook_sent_at
+    ):
+        row.webhook_sent_at = remote.sent_at
 
 
-def _is_stale(
-    row: Identification | Customer,
-    remote: RemoteIdentification | RemoteCustomer,
-    source: Source,
-) -> bool:
-    """Refuse another Iron object (``ValueError``); True (and logged) for an older update."""
-    what = row._meta.model_name
+def _check_same_object(
+    row: Identification | Customer, remote: RemoteIdentification | RemoteCustomer
+) -> None:
     if row.iron_id is not None and row.iron_id != remote.iron_id:
+        what = row._meta.model_name
         raise ValueError(
             f"Iron {what} {remote.iron_id} applied to local row {row.pk} which is {row.iron_id}"
         )
-    if (
-        remote.updated_at is None
-        or row.iron_updated_at is None
-        or remote.updated_at >= row.iron_updated_at
-    ):
-        return False
+
+
+def _log_verdict(
+    verdict: Verdict,
+    row: Identification | Customer,
+    remote: RemoteIdentification | RemoteCustomer,
+    source: Source,
+) -> None:
+    when = remote.updated_at or remote.sent_at
     logger.info(
-        "Ignoring stale %s update of %s %s (%s at %s; stored %s at %s).",
+        "%s %s update of %s %s to %s (%s %s); stored %s.",
+        "Ignoring stale" if verdict is Verdict.STALE else "Confirming with Iron the",
         source,
-        what,
+        row._meta.model_name,
         remote.iron_id,
         remote.status,
-        remote.updated_at.isoformat(),
-        row.status,
-        row.iron_updated_at.isoformat(),
+        "updated at Iron" if remote.updated_at is not None else "webhook sent",
+        when.isoformat() if when is not None else "undated",
+        row.status or "nothing",
     )
-    return True
-
-
-def is_newer(candidate: datetime | None, stored: datetime | None) -> bool:
-    """Is ``candidate`` strictly newer than ``stored`` (an undated one never is)?"""
-    if candidate is None:
-        return False
-    return stored is None or candidate > stored
-
-
-def _send_identification_signals(
-    identification: Identification, previous: str, status: str, source: Source
-) -> None:
-    _send(
-        signals.identification_status_changed,
-        Identification,
-        identification=identification,
-        previous_status=previous,
-        status=status,
-        source=source.value,
-    )
-    terminal = TERMINAL_SIGNALS.get(status)
-    if terminal is None:
-        return
-    if identification.superseded_at is not None:
-        logger.info(
-            "Identification %s reached %s after being superseded; no %s signal.",
-            identification.iron_id,
-            status,
-            status,
-        )
-        return
-    _send(
-        terminal,
-        Identification,
-        identification=identification,
-        customer=identification.customer,
-        previous_status=previous,
-        source=source.value,
-    )
-
-
-def apply_customer_state(
-    customer: Customer | int,
-    remote: RemoteCustomer,
-    *,
-    source: Source | str,
-) -> ApplyResult:
-    """Apply Iron's state of one customer to our row (same rules as identifications).
-
-    Sends ``customer_status_changed`` after commit when the status actually changed.
-    """
-    source = Source(source)
-    pk = customer.pk if isinstance(customer, Customer) else customer
-    with transaction.atomic():
-        row = Customer.objects.select_for_update().get(pk=pk)
-        previous = row.status
-        if _is_stale(row, remote, source):
-            return ApplyResult(row, applied=False, status_changed=False, previous_status=previous)
-        known = remote.status in _KNOWN_CUSTOMER_STATUSES
-        if not known:
-            logger.warning(
-                "Iron sent an unknown customer status %r for %s; stored as is, no signal sent.",
-                remote.status,
-                remote.iron_id,
-            )
-        _take_iron_identity(row, remote)
-        for field in ("email", "name", "external_id", "customer_type"):
-            value = getattr(remote, field)
-            if value is not None:
-                setattr(row, field, value)
-        changed = remote.status != previous
-        row.status = remote.status
-        row.save()
-        if changed and known:
-            status = remote.status
-            transaction.on_commit(
-                lambda: _send(
-                    signals.customer_status_changed,
-                    Customer,
-                    customer=row,
-                    previous_status=previous,
-                    status=status,
-                    source=source.value,
-                )
-            )
-        return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
-
-
-def _send(signal: Any, sender: type, **kwargs: Any) -> None:
-    # send_robust: one failing receiver in the host project must neither stop the others
-    # nor turn an already committed change into an error (which would lose the event).
-    for receiver, result in signal.send_robust(sender=sender, **kwargs):
-        if isinstance(result, Exception):
-            logger.error(
-                "Receiver %r of a django-iron-kyc signal raised %r.",
-                receiver,
-                result,
-                exc_info=result,
-            )

@@ -19,9 +19,12 @@ from django.utils import timezone
 
 from ..models import Identification
 from ..payloads import RemoteIdentification, normalize_identification_status
+from .apply import apply_identification_state
 from .intents import attach
 from .iron import created_key, created_since
-from .state import ApplyResult, Source, apply_identification_state, is_newer
+from .ordering import is_newer
+from .sources import Source
+from .state import ApplyResult
 
 __all__ = [
     "SNAPSHOT_FIELDS",
