@@ -418,9 +418,11 @@ class IronMachine(RuleBasedStateMachine):
     def customer(self, index: int) -> Customer:
         return self.customers[index % len(self.customers)]
 
-    def _act_or_fail(self, row: WebhookDelivery, event: WebhookEvent) -> str:
+    def _act_or_fail(
+        self, row: WebhookDelivery, event: WebhookEvent, confirmed: Any = None
+    ) -> str:
         """``act_on_event``, failing after it acted when ``next_processing_fails`` armed it."""
-        outcome = ACT(row, event)
+        outcome = ACT(row, event, confirmed)
         if self.fail_next_act:
             self.fail_next_act = False
             MACHINE.acted[self.mode]["failures injected"] += 1
@@ -677,6 +679,15 @@ class IronMachine(RuleBasedStateMachine):
     @step
     def resend_under_new_id(self, pick: int) -> None:
         self.fake.resend(self.delivered[pick % len(self.delivered)], new_id=True)
+
+    @precondition(lambda self: bool(self.delivered))
+    @rule(pick=st.integers(0, 50))
+    @step
+    def resend_old_event_with_a_new_timestamp(self, pick: int) -> None:
+        """Iron retries an old event with a later send time in its body too (its
+        timestamps are send times): never trusted over a newer decision."""
+        delivery = self.delivered[pick % len(self.delivered)]
+        self.fake.resend(delivery, new_id=True, new_timestamp=True)
 
     @precondition(lambda self: bool(self.retries))
     @rule()

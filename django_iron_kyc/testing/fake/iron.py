@@ -323,10 +323,14 @@ class FakeIron:
         """Reverse the outbox, or put it in ``order`` (a permutation of its indexes)."""
         self._outbox.reorder(order)
 
-    def resend(self, delivery: Delivery, new_id: bool = True) -> Delivery:
+    def resend(
+        self, delivery: Delivery, new_id: bool = True, *, new_timestamp: bool = False
+    ) -> Delivery:
         """Queue ``delivery``'s event again: signed now under a new ``webhook-id`` (a retry
-        that Iron counts as a new attempt), or the very same delivery if ``new_id=False``."""
-        return self._outbox.resend(delivery, new_id)
+        that Iron counts as a new attempt), or the very same delivery if ``new_id=False``.
+        ``new_timestamp``: the body's ``timestamp`` says now too (Iron's timestamps are send
+        times, and whether a retry keeps the first one is not published)."""
+        return self._outbox.resend(delivery, new_id, new_timestamp=new_timestamp)
 
     def deliver_webhooks(
         self, send: Sender | None = None, deliveries: Iterable[Delivery] | None = None

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ..events import CUSTOMER_STATUS, IDENTIFICATION_STATUS, build_event, encode_event, sign_webhook
+from ..events import (
+    CUSTOMER_STATUS,
+    IDENTIFICATION_STATUS,
+    build_event,
+    encode_event,
+    iso_timestamp,
+    sign_webhook,
+)
 from .clock import IronClock
 from .options import FakeOptions
 from .state import StatusChange
@@ -107,8 +114,14 @@ class Outbox:
                 raise ValueError("order must be a permutation of the outbox indexes")
             self.queued[:] = [self.queued[i] for i in order]
 
-    def resend(self, delivery: Delivery, new_id: bool = True) -> Delivery:
-        again = self._sign(delivery.event, self._clock.now) if new_id else copy.deepcopy(delivery)
+    def resend(
+        self, delivery: Delivery, new_id: bool = True, *, new_timestamp: bool = False
+    ) -> Delivery:
+        now = self._clock.now
+        event = delivery.event
+        if new_timestamp:
+            event = {**copy.deepcopy(event), "timestamp": iso_timestamp(now)}
+        again = self._sign(event, now) if new_id or new_timestamp else copy.deepcopy(delivery)
         return self._queue(again)
 
     def _sign(self, event: dict[str, Any], moment: datetime) -> Delivery:
