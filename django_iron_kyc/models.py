@@ -234,13 +234,13 @@ class Identification(models.Model):
             "clock than Iron's 'updated at')."
         ),
     )
-    reopened_at = models.DateTimeField(
-        _("reopened at"),
+    moved_back_at = models.DateTimeField(
+        _("moved back at"),
         null=True,
         blank=True,
         help_text=_(
-            "Iron moved it back after a decision (a step-up); every later webhook for it is "
-            "confirmed with Iron before it is applied."
+            "Iron confirmed a move back in its lifecycle (a step-up); every later webhook "
+            "for it is confirmed with Iron before it is applied."
         ),
     )
     superseded_at = models.DateTimeField(

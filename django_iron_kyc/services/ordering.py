@@ -9,8 +9,9 @@ a later time than a newer event. Two clocks, never compared: Iron's object time
 - A webhook that moves an identification **forward** in its lifecycle
   (:func:`~django_iron_kyc.models.moves_forward`) is applied as it is. One that would move it
   backward, sideways between decisions or out of a decision is **confirmed**: Iron's current
-  state is fetched and applied instead (a genuine step-up is applied that way). After a
-  confirmed step-up (``reopened_at``) every webhook for that identification is confirmed.
+  state is fetched and applied instead (a genuine step-up is applied that way). Once Iron
+  has confirmed a move back (``moved_back_at``), every webhook for that identification is
+  confirmed: a retry of an event from before the move would otherwise look forward.
 - Iron's object (a poll, a refresh, an answer) older than the stored one is **stale**. A move
   forward is applied; any other is confirmed with a fresh fetch unless it *is* one.
 - A customer's status is not monotonic. A ``customer_status`` webhook that changes it is
@@ -58,7 +59,7 @@ def identification_verdict(
     if remote.from_a_webhook:
         if status == row.status:
             return Verdict.APPLY
-        if row.reopened_at is None and moves_forward(row.status, status):
+        if row.moved_back_at is None and moves_forward(row.status, status):
             return Verdict.APPLY
         return Verdict.CONFIRM
     if _older(remote.updated_at, row.iron_updated_at):

@@ -21,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import iron_settings
-from ..models import Customer, Identification, IdentificationQuerySet
+from ..models import Customer, Identification, IdentificationQuerySet, moves_forward
 from ..payloads import RemoteCustomer, RemoteIdentification, normalize_identification_status
 from .ordering import Verdict, customer_verdict, identification_verdict, implied_customer_statuses
 from .signalling import send_customer_status_changed, send_identification_signals
@@ -61,7 +61,7 @@ _APPLIED_IDENTIFICATION_FIELDS = (
     "iron_updated_at",
     "iron_created_at",
     "webhook_sent_at",
-    "reopened_at",
+    "moved_back_at",
     "url",
     "review_comment",
     "with_edd",
@@ -123,10 +123,12 @@ def apply_to_locked_identification(
     if remote.with_edd is not None:
         row.with_edd = remote.with_edd
     changed = status != previous
-    if changed and row.is_terminal and status not in Identification.TERMINAL_STATUSES:
-        row.reopened_at = timezone.now()
+    if changed and not moves_forward(previous, status):
+        # Only a confirmed fetch gets here (ordering): from now on its webhooks are
+        # confirmed too, so an old event retried later cannot undo this move.
+        row.moved_back_at = timezone.now()
         logger.info(
-            "Iron confirmed identification %s left %s for %s.", row.iron_id, previous, status
+            "Iron confirmed identification %s moved from %s to %s.", row.iron_id, previous, status
         )
     row.status = status
     if changed and row.superseded_at is None and row.failed_at is None:

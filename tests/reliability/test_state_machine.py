@@ -128,6 +128,23 @@ IRON_STATUSES = [
     "Archived",
     "Pending",
 ]
+# Iron's lifecycle, written here for the machine's Iron (not the app's rule, which it tests).
+LIFECYCLE_RANK = {
+    "Pending": 0,
+    "Processed": 1,
+    "PendingReview": 2,
+    **dict.fromkeys(["Approved", "Declined", "Rejected", "Expired"], 3),
+    "Archived": 4,
+}
+
+
+def lawful_move(current: str, status: str) -> bool:
+    """Forward in the lifecycle, a step-up from a decision back to Pending, or Archived."""
+    if LIFECYCLE_RANK[status] > LIFECYCLE_RANK[current]:
+        return True
+    return LIFECYCLE_RANK[current] == 3 and status == "Pending"
+
+
 FAULTS: list[dict[str, Any]] = [
     {"status": 503},
     {"status": 500},
@@ -605,8 +622,13 @@ class IronMachine(RuleBasedStateMachine):
         self._iron_moves(pick, status)
 
     def _iron_moves(self, pick: int, status: str) -> None:
+        """Iron moves one identification, as its lifecycle allows (our contract, Part A item
+        5): forward, or from a decision back to Pending (a step-up), or to Archived."""
         ids = self.iron_ids()
-        self.fake.set_identification_status(ids[pick % len(ids)], status)
+        iron_id = ids[pick % len(ids)]
+        current = self.fake.identifications[iron_id]["status"]
+        if lawful_move(current, status):
+            self.fake.set_identification_status(iron_id, status)
 
     # Status moves are what the rest reacts to: twice as likely as the other rules.
     @precondition(lambda self: bool(self.fake.identifications))
