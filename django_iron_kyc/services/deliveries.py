@@ -83,14 +83,22 @@ def storable_text(value: str) -> str:
 
 @overload
 def process_delivery(
-    delivery: WebhookDelivery | int, *, force: bool = ..., skip_locked: Literal[False] = ...
+    delivery: WebhookDelivery | int,
+    *,
+    force: bool = ...,
+    skip_locked: Literal[False] = ...,
+    distrust: bool = ...,
 ) -> str: ...
 @overload
 def process_delivery(
-    delivery: WebhookDelivery | int, *, force: bool = ..., skip_locked: bool
+    delivery: WebhookDelivery | int, *, force: bool = ..., skip_locked: bool, distrust: bool = ...
 ) -> str | None: ...
 def process_delivery(
-    delivery: WebhookDelivery | int, *, force: bool = False, skip_locked: bool = False
+    delivery: WebhookDelivery | int,
+    *,
+    force: bool = False,
+    skip_locked: bool = False,
+    distrust: bool = False,
 ) -> str | None:
     """Act on one stored delivery and record the outcome on its row; return the outcome.
 
@@ -103,14 +111,15 @@ def process_delivery(
     such transactions (one ``GET``); Iron unreachable then is a failure like any other: the
     delivery is kept for a retry, never applied blindly. With ``skip_locked``, a delivery
     that another connection is processing right now is skipped and ``None`` is returned (on
-    PostgreSQL; SQLite has no row locks).
+    PostgreSQL; SQLite has no row locks). ``distrust``: confirm with Iron any change the
+    event would make (a delivery older than what Iron has told us since).
     """
     pk = delivery.pk if isinstance(delivery, WebhookDelivery) else delivery
     confirmed: Confirmation | None = None
     try:
         for _attempt in range(CONFIRM_ATTEMPTS + 1):
             try:
-                return _process_once(pk, force, skip_locked, confirmed)
+                return _process_once(pk, force, skip_locked, confirmed, distrust)
             except ConfirmWithIronError as ask:
                 confirmed = _ask_iron(ask)
         raise RuntimeError("what the delivery is about kept changing while Iron was asked")
@@ -120,7 +129,7 @@ def process_delivery(
 
 
 def _process_once(
-    pk: int, force: bool, skip_locked: bool, confirmed: Confirmation | None
+    pk: int, force: bool, skip_locked: bool, confirmed: Confirmation | None, distrust: bool
 ) -> str | None:
     with transaction.atomic():
         found = (
@@ -142,7 +151,7 @@ def _process_once(
             row.error = storable_text(str(exc))
         else:
             _describe(row, event)
-            row.outcome = act_on_event(row, event, confirmed)
+            row.outcome = act_on_event(row, event, confirmed, distrust=distrust)
         row.processed_at = timezone.now()
         row.save(update_fields=_PROCESSED_FIELDS)
     logger.info(
@@ -165,7 +174,11 @@ def reprocess_delivery(delivery: WebhookDelivery | int) -> str:
 
 
 def act_on_event(
-    row: WebhookDelivery, event: WebhookEvent, confirmed: Confirmation | None = None
+    row: WebhookDelivery,
+    event: WebhookEvent,
+    confirmed: Confirmation | None = None,
+    *,
+    distrust: bool = False,
 ) -> str:
     """Apply one parsed event of delivery ``row``; return the outcome.
 
@@ -175,7 +188,7 @@ def act_on_event(
     :class:`ConfirmWithIronError` (rolling the transaction back); ``process_delivery`` asks
     Iron and calls again with Iron's answer as ``confirmed``: what is applied then, if the
     row has not changed since Iron was asked (``stale`` if Iron's status is not the
-    event's: the event was an old one).
+    event's: the event was an old one). ``distrust``: confirm any change the event makes.
     """
     object_id = event.object_iron_id
     if not event.handled or object_id is None:
@@ -192,6 +205,8 @@ def act_on_event(
     if already_acted_on(row, event):
         return Outcome.DUPLICATE
     if confirmed is not None and target.updated_at != confirmed.seen:
+        raise ConfirmWithIronError(target)
+    if distrust and confirmed is None and target.status != _stored_status(event):
         raise ConfirmWithIronError(target)
     result = _apply(target, event, confirmed)
     if result.needs_confirmation:
@@ -312,7 +327,8 @@ def act_on_parked_deliveries(iron_id: uuid.UUID) -> None:
             iron_id,
         )
     for delivery_pk in parked:
-        reprocess_delivery(delivery_pk)  # logs each outcome
+        # Older than the state the intent just got from Iron: a change is confirmed first.
+        process_delivery(delivery_pk, force=True, distrust=True)  # logs each outcome
 
 
 def _describe(row: WebhookDelivery, event: WebhookEvent) -> None:

@@ -13,7 +13,9 @@ a later time than a newer event. Two clocks, never compared: Iron's object time
   has confirmed a move back (``moved_back_at``), every webhook for that identification is
   confirmed: a retry of an event from before the move would otherwise look forward.
 - Iron's object (a poll, a refresh, an answer) older than the stored one is **stale**. A move
-  forward is applied; any other is confirmed with a fresh fetch unless it *is* one.
+  forward is applied; any other is confirmed with a fresh fetch unless it *is* one. A
+  delivery that waited while its identification was unknown here is confirmed too: the
+  identification's state came from Iron since.
 - A customer's status is not monotonic. A ``customer_status`` webhook that changes it is
   applied as it is only when it is what the customer's current identification implies and
   it was sent after the newest webhook acted on; otherwise it is confirmed.
@@ -64,14 +66,11 @@ def identification_verdict(
         return Verdict.CONFIRM
     if _older(remote.updated_at, row.iron_updated_at):
         return Verdict.STALE
-    if status == row.status or moves_forward(row.status, status):
+    if status == row.status or moves_forward(row.status, status) or fresh:
+        # A fresh answer is Iron's word now: even a move back (a stored status may have
+        # come from a webhook, which leaves iron_updated_at alone, so no time can tell).
         return Verdict.APPLY
-    if not fresh:
-        return Verdict.CONFIRM
-    if row.is_terminal and not is_newer(remote.updated_at, row.iron_updated_at):
-        # Leaving a decision needs Iron's word dated strictly after the decision we hold.
-        return Verdict.STALE
-    return Verdict.APPLY
+    return Verdict.CONFIRM
 
 
 def implied_customer_statuses(identification_status: str) -> frozenset[str]:

@@ -436,10 +436,10 @@ class IronMachine(RuleBasedStateMachine):
         return self.customers[index % len(self.customers)]
 
     def _act_or_fail(
-        self, row: WebhookDelivery, event: WebhookEvent, confirmed: Any = None
+        self, row: WebhookDelivery, event: WebhookEvent, *args: Any, **kwargs: Any
     ) -> str:
         """``act_on_event``, failing after it acted when ``next_processing_fails`` armed it."""
-        outcome = ACT(row, event, confirmed)
+        outcome = ACT(row, event, *args, **kwargs)
         if self.fail_next_act:
             self.fail_next_act = False
             MACHINE.acted[self.mode]["failures injected"] += 1

@@ -82,8 +82,8 @@ def _ask_iron_while_acting() -> None:
 
     act = deliveries.act_on_event
 
-    def act_then_ask_iron(row: Any, event: Any, confirmed: Any = None) -> str:
-        outcome: str = act(row, event, confirmed)
+    def act_then_ask_iron(row: Any, event: Any, *args: Any, **kwargs: Any) -> str:
+        outcome: str = act(row, event, *args, **kwargs)
         if event.customer_iron_id is not None:
             with services.get_client() as client:
                 client.get_customer(event.customer_iron_id)
