@@ -9,13 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils.module_loading import import_string
 
 from .conf import (
     KNOWN_HOSTS,
@@ -325,3 +329,101 @@ def _check_ca_bundle() -> list[CheckMessage]:
             id="iron_kyc.E015",
         )
     ]
+
+
+# --- End-user verification (the JSON endpoint and the page) -----------------------------
+
+# A DRF rate: a number of requests per second, minute, hour or day ("20/hour", "5/m").
+_RATE_RE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")
+# The page's button holds a worker while it waits for Iron's hosted URL.
+_MAX_REDIRECT_WAIT = 30
+
+
+def _customer_data_problem(value: Any) -> str | None:
+    if callable(value) and not isinstance(value, str):
+        return None
+    if not isinstance(value, str):
+        return "is not a dotted path or a callable"
+    try:
+        return None if callable(import_string(value)) else "does not name a callable"
+    except ImportError:
+        return "cannot be imported"
+
+
+def _allow_edd_problem(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be True or False, not {value!r}"
+
+
+def _throttle_rate_problem(value: Any) -> str | None:
+    return None if isinstance(value, str) and _RATE_RE.match(value) else "is not a rate"
+
+
+def _base_template_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "is not a template name"
+    try:
+        get_template(value)
+    except TemplateDoesNotExist:
+        return "is not found by your TEMPLATES"
+    return None
+
+
+def _redirect_wait_problem(value: Any) -> str | None:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if number and 0 <= value <= _MAX_REDIRECT_WAIT:
+        return None
+    return f"must be a number of seconds from 0 to {_MAX_REDIRECT_WAIT}, not {value!r}"
+
+
+# (setting without its prefix, what is wrong with a value that is set, ID, hint). Unset
+# or None is always fine: the default applies.
+_VERIFICATION_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...] = (
+    (
+        "VERIFICATION_CUSTOMER_DATA",
+        _customer_data_problem,
+        "iron_kyc.E017",
+        "Give the dotted path of a function taking the user and returning a dict of email, "
+        "name, customer_type and external_id, or None for the default.",
+    ),
+    (
+        "VERIFICATION_ALLOW_EDD",
+        _allow_edd_problem,
+        "iron_kyc.E018",
+        "False (the default) refuses {'with_edd': true} from users with a 400.",
+    ),
+    (
+        "VERIFICATION_THROTTLE_RATE",
+        _throttle_rate_problem,
+        "iron_kyc.E019",
+        "Give requests per period as Django REST framework does, e.g. '20/hour' or "
+        "'5/minute', or None to leave starting unthrottled.",
+    ),
+    (
+        "VERIFICATION_BASE_TEMPLATE",
+        _base_template_problem,
+        "iron_kyc.E020",
+        "Name a template with the blocks 'title' and 'content' (e.g. 'base.html'), or None "
+        "for the project's base.html if it has one, else the app's own minimal one.",
+    ),
+    (
+        "VERIFICATION_REDIRECT_WAIT",
+        _redirect_wait_problem,
+        "iron_kyc.E021",
+        "The page's button holds a worker while it waits for Iron's hosted URL; a few "
+        "seconds (the default is 3) cover a Celery worker that keeps up.",
+    ),
+)
+
+
+@register(Tags.compatibility, "iron_kyc")
+def _check_verification_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Validate the ``IRON_KYC_VERIFICATION_*`` settings of the end-user endpoint and page."""
+    errors: list[CheckMessage] = []
+    for name, problem_of, check_id, hint in _VERIFICATION_SETTINGS:
+        value = _setting(name)
+        problem = None if value is _MISSING or value is None else problem_of(value)
+        if problem:
+            errors.append(Error(f"IRON_KYC_{name} {problem}.", hint=hint, id=check_id))
+    return errors
