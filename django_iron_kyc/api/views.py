@@ -1,0 +1,116 @@
+"""The end-user JSON endpoint ``iron_kyc:verification``: the signed-in user's verification.
+
+``GET`` answers where it stands (with an ``ETag``: a poll that changed nothing is a 304);
+``POST`` starts one. About ``request.user`` only: the URL takes no parameter. The host's
+authentication classes apply (session, token, JWT...); an authenticated user is required
+whatever the host's default permission classes, and the ``POST`` is throttled per user in a
+scope of its own, whatever the host's default throttles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from django.http import HttpResponseBase
+from django.utils.cache import get_conditional_response, patch_vary_headers
+from rest_framework import status as http
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.schemas.openapi import AutoSchema
+from rest_framework.serializers import BaseSerializer
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from ..exceptions import IronTransientError
+from ..verification import (
+    VerificationRequestError,
+    VerificationStatus,
+    retry_after_seconds,
+    start_verification,
+    verification_status,
+)
+from .mixins import NonAtomicRequestsMixin
+from .serializers import StartVerificationSerializer, VerificationStatusSerializer
+from .throttling import VerificationStartThrottle
+
+__all__ = ["VerificationSchema", "VerificationView", "status_etag"]
+
+
+def status_etag(data: Any) -> str:
+    """A weak ETag of a status body: equal bodies, equal tags."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return f'W/"{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"'
+
+
+class VerificationSchema(AutoSchema):
+    """DRF's OpenAPI description: the ``POST`` takes :class:`StartVerificationSerializer`;
+    every answer is a :class:`VerificationStatusSerializer`."""
+
+    def get_request_serializer(self, path: str, method: str) -> BaseSerializer[Any]:
+        return StartVerificationSerializer()
+
+    def get_response_serializer(self, path: str, method: str) -> BaseSerializer[Any]:
+        return VerificationStatusSerializer()
+
+
+class VerificationView(NonAtomicRequestsMixin, APIView):
+    """``GET``: the user's :class:`~django_iron_kyc.verification.VerificationStatus`.
+    ``POST`` (optional ``{"with_edd": true}``): start one; 201 when one was started, 200
+    with the current one when not (one in flight already, or nothing to start), 400 for a
+    request that cannot be met (no email, EDD not allowed), 503 with ``Retry-After`` when
+    Iron cannot be reached."""
+
+    permission_classes = [IsAuthenticated]
+    throttle_classes = [VerificationStartThrottle]
+    # What schema generators (DRF's, drf-spectacular) read to describe the answers.
+    serializer_class = VerificationStatusSerializer
+    schema = VerificationSchema()
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        if self.request.method in SAFE_METHODS:
+            return []  # reading is one cheap query: a page or app may poll it
+        return super().get_throttles()
+
+    def get(self, request: Request) -> HttpResponseBase:
+        data = VerificationStatusSerializer(verification_status(request.user)).data
+        etag = status_etag(data)
+        not_modified = get_conditional_response(request._request, etag=etag)
+        response = not_modified if not_modified is not None else Response(data)
+        return self._uncached(response, etag)
+
+    def post(self, request: Request) -> HttpResponseBase:
+        body = StartVerificationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            result = start_verification(request.user, with_edd=body.validated_data["with_edd"])
+        except VerificationRequestError as exc:
+            return Response(
+                {"detail": str(exc), "code": exc.code}, status=http.HTTP_400_BAD_REQUEST
+            )
+        except IronTransientError as exc:
+            wait = retry_after_seconds(exc)
+            return Response(
+                {
+                    "detail": f"Identity verification is unavailable right now; try again in "
+                    f"{wait} seconds.",
+                    "code": "iron_unavailable",
+                },
+                status=http.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(wait)},
+            )
+        return self._answer(result.status, http.HTTP_201_CREATED if result.started else 200)
+
+    def _answer(self, status: VerificationStatus, code: int) -> HttpResponseBase:
+        data = VerificationStatusSerializer(status).data
+        return self._uncached(Response(data, status=code), status_etag(data))
+
+    @staticmethod
+    def _uncached(response: HttpResponseBase, etag: str) -> HttpResponseBase:
+        """Private to the user, and revalidated on every use."""
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, no-cache"
+        patch_vary_headers(response, ["Authorization", "Cookie"])
+        return response
