@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpResponseBase
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from rest_framework import status as http
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.schemas.openapi import AutoSchema
 from rest_framework.serializers import BaseSerializer
+from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
@@ -68,6 +70,18 @@ class VerificationView(NonAtomicRequestsMixin, APIView):
     # What schema generators (DRF's, drf-spectacular) read to describe the answers.
     serializer_class = VerificationStatusSerializer
     schema = VerificationSchema()
+
+    def get_authenticators(self) -> list[BaseAuthentication]:
+        # DRF binds APIView.authentication_classes to the setting when it is first imported;
+        # read the host's DEFAULT_AUTHENTICATION_CLASSES when asked instead, so changing it
+        # (override_settings in the host's tests too) reaches this view. A subclass that
+        # sets authentication_classes keeps them.
+        if self.authentication_classes is APIView.authentication_classes:
+            classes = cast(
+                "list[type[BaseAuthentication]]", api_settings.DEFAULT_AUTHENTICATION_CLASSES
+            )
+            return [auth() for auth in classes]
+        return super().get_authenticators()
 
     def get_throttles(self) -> list[BaseThrottle]:
         if self.request.method in SAFE_METHODS:
