@@ -1,7 +1,9 @@
-"""The bodies of the end-user JSON endpoint, described for DRF's schema (and drf-spectacular).
+"""The body of the end-user JSON endpoint, described for DRF's schema and drf-spectacular.
 
-Read-only descriptions of :class:`~django_iron_kyc.verification.VerificationStatus`, and the
-optional body of the ``POST`` that starts a verification.
+One serializer both ways: every answer is a
+:class:`~django_iron_kyc.verification.VerificationStatus` (read-only fields), and the
+``POST`` that starts a verification may send ``with_edd`` (write-only), so a schema
+generator documents the answers and the request body from it alone.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from ..verification import IdentificationSummary, Phase, Reason, VerificationSta
 __all__ = [
     "IdentificationSummarySerializer",
     "ReasonSerializer",
-    "StartVerificationSerializer",
     "VerificationStatusSerializer",
 ]
 
@@ -37,7 +38,8 @@ class IdentificationSummarySerializer(serializers.Serializer[IdentificationSumma
 
 
 class VerificationStatusSerializer(serializers.Serializer[VerificationStatus]):
-    """The signed-in user's verification: the body of every answer of the endpoint."""
+    """The signed-in user's verification: the body of every answer of the endpoint, and
+    the optional body of its ``POST``."""
 
     phase = serializers.ChoiceField(choices=Phase.choices, read_only=True)
     can_start = serializers.BooleanField(
@@ -58,10 +60,9 @@ class VerificationStatusSerializer(serializers.Serializer[VerificationStatus]):
         help_text="Whether a declined user may try again (null until requirements are known).",
     )
     reasons = ReasonSerializer(many=True, read_only=True)
-
-
-class StartVerificationSerializer(serializers.Serializer[dict[str, bool]]):
-    """The optional body of the ``POST``: ``{"with_edd": true}`` asks for enhanced due
-    diligence, where ``IRON_KYC_VERIFICATION_ALLOW_EDD`` allows it."""
-
-    with_edd = serializers.BooleanField(required=False, default=False)
+    with_edd = serializers.BooleanField(
+        write_only=True,
+        required=False,
+        default=False,
+        help_text="POST only: ask for enhanced due diligence (where the site allows it).",
+    )
