@@ -28,16 +28,16 @@ from django.utils.module_loading import import_string
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .conf import iron_settings
-from .exceptions import (
+from django_iron_kyc.conf import iron_settings
+from django_iron_kyc.exceptions import (
     IdentificationInFlightError,
     IronAPIError,
     IronConfigurationError,
     IronKycError,
     IronTransientError,
 )
-from .models import Customer, Identification
-from .services import create_customer, start_identification
+from django_iron_kyc.models import Customer, Identification
+from django_iron_kyc.services import create_customer, start_identification
 
 __all__ = [
     "IdentificationSummary",
@@ -150,16 +150,10 @@ class VerificationRequestError(IronKycError, ValueError):
 # --- where a user stands -----------------------------------------------------------------
 
 _CUSTOMER_FIELDS = ("iron_id", "status", "last_error", "updated_at")
+# The current identification's, read through the join as current__<name>.
 _CURRENT_FIELDS = (
-    "pk",
-    "iron_id",
-    "status",
-    "url",
-    "failed_at",
-    "created_at",
-    "updated_at",
-    "iron_created_at",
-    "iron_updated_at",
+    *("pk", "iron_id", "status", "url", "failed_at", "created_at", "updated_at"),
+    *("iron_created_at", "iron_updated_at"),
 )
 
 
@@ -228,10 +222,9 @@ def _status_of(row: Mapping[str, Any] | None) -> VerificationStatus:
 def _hosted_url(url: str) -> str | None:
     """Iron's hosted URL, if it is one a browser may be sent to (http or https)."""
     try:
-        scheme = urlsplit(url).scheme
+        return url if urlsplit(url).scheme in ("https", "http") else None
     except ValueError:
         return None
-    return url if url and scheme in ("https", "http") else None
 
 
 def _customer_creation_window() -> timedelta:
@@ -308,17 +301,16 @@ def customer_data_for(user: Any) -> dict[str, Any]:
     }
 
 
-def _customer_at_iron(user: Any, data: Mapping[str, Any]) -> Customer | None:
-    """The user's customer, created at Iron now if it is not there yet.
+def _customer_at_iron(
+    user: Any, data: Mapping[str, Any], existing: Customer | None
+) -> Customer | None:
+    """The user's customer (``existing``, as last read), created at Iron now if need be.
 
     ``None`` when another request is creating it at this moment: that request holds the
     customer row's lock while Iron answers, so two clicks never send two creations. The row
     (and its idempotency key) is committed before Iron is asked, so a retry after a
     failure reuses the key. Raises what :func:`create_customer` raises.
     """
-    existing = Customer.objects.filter(user_id=user.pk).first()
-    if existing is not None and existing.iron_id is not None:
-        return existing
     if existing is None:
         Customer.objects.get_or_create(
             user=user,
@@ -367,10 +359,10 @@ def start_verification(user: Any, *, with_edd: bool = False) -> StartResult:
     status = verification_status(user)
     if not status.can_start:
         return StartResult(status, started=False)
-    customer = Customer.objects.filter(user_id=user.pk, iron_id__isnull=False).first()
-    if customer is None:
+    customer = Customer.objects.filter(user_id=user.pk).first()
+    if customer is None or customer.iron_id is None:
         try:
-            customer = _customer_at_iron(user, customer_data_for(user))
+            customer = _customer_at_iron(user, customer_data_for(user), customer)
         except IronTransientError:
             raise
         except IronAPIError as exc:
@@ -391,13 +383,9 @@ def start_verification(user: Any, *, with_edd: bool = False) -> StartResult:
     return StartResult(verification_status(user), started=True)
 
 
-# When Iron gave no Retry-After: about how long an outage of Iron's takes to be worth a retry.
-_DEFAULT_RETRY_AFTER = 30
-
-
 def retry_after_seconds(exc: IronTransientError) -> int:
-    """How long to tell the user to wait before trying again after ``exc`` (Iron's own
-    ``Retry-After`` when it sent one)."""
+    """How long to tell the user to wait before trying again after ``exc``: Iron's own
+    ``Retry-After`` when it sent one, else half a minute."""
     if exc.retry_after is not None and exc.retry_after > 0:
         return max(1, round(exc.retry_after))
-    return _DEFAULT_RETRY_AFTER
+    return 30
