@@ -115,5 +115,5 @@ class VerificationView(NonAtomicRequestsMixin, APIView):
         """Private to the user, and revalidated on every use."""
         response["ETag"] = etag
         response["Cache-Control"] = "private, no-cache"
-        patch_vary_headers(response, ["Authorization", "Cookie"])
+        patch_vary_headers(response, ["Accept", "Authorization", "Cookie"])
         return response

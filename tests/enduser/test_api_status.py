@@ -213,6 +213,7 @@ def test_a_poll_that_changed_nothing_is_a_304_from_one_query(api, user):
     etag = first["ETag"]
     assert etag.startswith('W/"')
     assert first["Cache-Control"] == "private, no-cache"
+    assert {"Accept", "Authorization", "Cookie"} <= {v.strip() for v in first["Vary"].split(",")}
 
     with CaptureQueriesContext(connection) as queries:
         again = api.get(url, headers={"If-None-Match": etag})
