@@ -332,87 +332,47 @@ def _check_ca_bundle() -> list[CheckMessage]:
 
 
 # --- End-user verification (the JSON endpoint and the page) -----------------------------
+# Each rule says what is wrong with a value that is set; unset or None means the default.
 
-# A DRF rate: a number of requests per second, minute, hour or day ("20/hour", "5/m").
-_RATE_RE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")
-# The page's button holds a worker while it waits for Iron's hosted URL.
-_MAX_REDIRECT_WAIT = 30
+_RATE_RE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")  # a DRF rate: "20/hour", "5/m"
 
 
 def _customer_data_problem(value: Any) -> str | None:
-    if callable(value) and not isinstance(value, str):
-        return None
     if not isinstance(value, str):
-        return "is not a dotted path or a callable"
+        return None if callable(value) else "is not a dotted path or a callable"
     try:
         return None if callable(import_string(value)) else "does not name a callable"
     except ImportError:
         return "cannot be imported"
 
 
-def _allow_edd_problem(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be True or False, not {value!r}"
-
-
-def _throttle_rate_problem(value: Any) -> str | None:
-    return None if isinstance(value, str) and _RATE_RE.match(value) else "is not a rate"
-
-
 def _base_template_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return "is not a template name"
     try:
-        get_template(value)
+        return None if isinstance(value, str) and value and get_template(value) else "is not a name"
     except TemplateDoesNotExist:
         return "is not found by your TEMPLATES"
-    return None
 
 
 def _redirect_wait_problem(value: Any) -> str | None:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if number and 0 <= value <= _MAX_REDIRECT_WAIT:
-        return None
-    return f"must be a number of seconds from 0 to {_MAX_REDIRECT_WAIT}, not {value!r}"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 30
+    return None if ok else f"must be a number of seconds from 0 to 30, not {value!r}"
 
 
-# (setting without its prefix, what is wrong with a value that is set, ID, hint). Unset
-# or None is always fine: the default applies.
 _VERIFICATION_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...] = (
-    (
-        "VERIFICATION_CUSTOMER_DATA",
-        _customer_data_problem,
-        "iron_kyc.E017",
-        "Give the dotted path of a function taking the user and returning a dict of email, "
-        "name, customer_type and external_id, or None for the default.",
-    ),
-    (
-        "VERIFICATION_ALLOW_EDD",
-        _allow_edd_problem,
-        "iron_kyc.E018",
-        "False (the default) refuses {'with_edd': true} from users with a 400.",
-    ),
-    (
-        "VERIFICATION_THROTTLE_RATE",
-        _throttle_rate_problem,
-        "iron_kyc.E019",
-        "Give requests per period as Django REST framework does, e.g. '20/hour' or "
-        "'5/minute', or None to leave starting unthrottled.",
-    ),
-    (
-        "VERIFICATION_BASE_TEMPLATE",
-        _base_template_problem,
-        "iron_kyc.E020",
-        "Name a template with the blocks 'title' and 'content' (e.g. 'base.html'), or None "
-        "for the project's base.html if it has one, else the app's own minimal one.",
-    ),
-    (
-        "VERIFICATION_REDIRECT_WAIT",
-        _redirect_wait_problem,
-        "iron_kyc.E021",
-        "The page's button holds a worker while it waits for Iron's hosted URL; a few "
-        "seconds (the default is 3) cover a Celery worker that keeps up.",
-    ),
-)
+    ("VERIFICATION_CUSTOMER_DATA", _customer_data_problem, "iron_kyc.E017",
+     "Give the dotted path of a function of the user that returns a dict of email, name, "
+     "customer_type and external_id."),
+    ("VERIFICATION_ALLOW_EDD",
+     lambda v: None if isinstance(v, bool) else f"must be True or False, not {v!r}",
+     "iron_kyc.E018", "False (the default) refuses {'with_edd': true} from users."),
+    ("VERIFICATION_THROTTLE_RATE",
+     lambda v: None if isinstance(v, str) and _RATE_RE.match(v) else "is not a rate",
+     "iron_kyc.E019", "Give a Django REST framework rate, e.g. '20/hour', or None."),
+    ("VERIFICATION_BASE_TEMPLATE", _base_template_problem, "iron_kyc.E020",
+     "Name a template with the blocks 'title' and 'content', or None for the default."),
+    ("VERIFICATION_REDIRECT_WAIT", _redirect_wait_problem, "iron_kyc.E021",
+     "The page's button holds a worker while it waits for Iron's hosted URL (default 3)."),
+)  # fmt: skip
 
 
 @register(Tags.compatibility, "iron_kyc")

@@ -12,25 +12,17 @@ from __future__ import annotations
 
 from django.urls import URLPattern, path
 
+from . import urls_webhook
 from .api import VerificationView
 from .views import VerifyView
-from .webhooks import IronWebhookView
 
-__all__ = ["enduser_urlpatterns", "urlpatterns", "webhook_urlpatterns"]
+__all__ = ["app_name", "urlpatterns"]
 
 app_name = "iron_kyc"
 
-webhook_urlpatterns: list[URLPattern] = [
-    # IronWebhookView.as_view() is CSRF-exempt (DRF) and opts out of ATOMIC_REQUESTS on
-    # every database (transaction.non_atomic_requests), so a stored delivery or a recorded
-    # failure is never rolled back with the request.
-    path("webhook/", IronWebhookView.as_view(), name="webhook"),
-]
-
-# The signed-in user's own verification: JSON for frontends, a page for browsers.
-enduser_urlpatterns: list[URLPattern] = [
+urlpatterns: list[URLPattern] = [
+    *urls_webhook.urlpatterns,
+    # The signed-in user's own verification: JSON for frontends, a page for browsers.
     path("verification/", VerificationView.as_view(), name="verification"),
     path("verify/", VerifyView.as_view(), name="verify"),
 ]
-
-urlpatterns: list[URLPattern] = [*webhook_urlpatterns, *enduser_urlpatterns]

@@ -8,6 +8,8 @@ import pytest
 from django.core.checks import run_checks
 from django.test import override_settings
 
+from django_iron_kyc.verification import default_customer_data
+
 CLEAN = {
     "IRON_KYC_API_KEY": "sk_live_abc123",
     "IRON_KYC_BASE_URL": "https://api.iron.xyz",
@@ -35,7 +37,7 @@ def customer_data(user: Any) -> dict[str, Any]:
         ("IRON_KYC_VERIFICATION_CUSTOMER_DATA", None),
         (
             "IRON_KYC_VERIFICATION_CUSTOMER_DATA",
-            "django_iron_kyc.verification.default_customer_data",
+            f"{default_customer_data.__module__}.default_customer_data",
         ),
         ("IRON_KYC_VERIFICATION_CUSTOMER_DATA", customer_data),
         ("IRON_KYC_VERIFICATION_ALLOW_EDD", True),
