@@ -305,6 +305,12 @@ def test_every_setting_is_checked():
         # Free-form strings sent as headers; any value is acceptable.
         "API_VERSION",
         "SUB_PARTNER_ID",
+        # The end-user endpoint and page's (tests/enduser/test_checks.py).
+        "VERIFICATION_CUSTOMER_DATA",
+        "VERIFICATION_ALLOW_EDD",
+        "VERIFICATION_THROTTLE_RATE",
+        "VERIFICATION_BASE_TEMPLATE",
+        "VERIFICATION_REDIRECT_WAIT",
     }
     names = {
         name

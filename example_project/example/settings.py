@@ -110,6 +110,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
+# A user who logs in lands on their own verification page (django-iron-kyc's iron_kyc:verify).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "iron_kyc:verify"
 
 # --- database -----------------------------------------------------------------------------
 
