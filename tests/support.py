@@ -12,10 +12,10 @@ import functools
 import os
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connections
@@ -23,10 +23,14 @@ from django.test import Client
 from django.urls import reverse
 
 from django_iron_kyc import signing
-from django_iron_kyc.testing import build_event, encode_event, sign_webhook
-
-if TYPE_CHECKING:
-    from django_iron_kyc.models import Identification
+from django_iron_kyc.models import Customer, Identification
+from django_iron_kyc.testing import (
+    FakeIron,
+    RecordedRequest,
+    build_event,
+    encode_event,
+    sign_webhook,
+)
 
 # --- the checkout ---------------------------------------------------------------------------
 
@@ -46,6 +50,21 @@ CUSTOMER_PATH = r"^/api/customers/[^/]+$"
 CREATE_PATH = r"^/api/customers/[^/]+/identifications/v2$"
 LIST_PATH = r"^/api/customers/[^/]+/identifications$"
 SANDBOX_PATH = r"^/api/sandbox/identification/"
+
+# Ahead of the real clock, for the tests that move time (time-machine) from here: the fake
+# Iron's clock never goes back, even under time-machine.
+START = (datetime.now(dt_timezone.utc) + timedelta(days=2)).replace(microsecond=0)
+
+
+def creations(fake: FakeIron) -> list[RecordedRequest]:
+    """The requests to create an identification that ``fake`` received."""
+    return fake.requests_to("POST", CREATE_PATH)
+
+
+def intent(customer: Customer, **fields: Any) -> Identification:
+    """An identification recorded here and not sent to Iron yet."""
+    return Identification.objects.create(customer=customer, **fields)
+
 
 # --- signed webhook deliveries ----------------------------------------------------------------
 
