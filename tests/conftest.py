@@ -62,7 +62,7 @@ def celery_app_left_as_found() -> Iterator[None]:
     other thread (a race's threads, a live server's) Celery's default app. ``start_worker``
     makes its worker app the default, and ``Celery()`` makes a new app current. Left there,
     a non-eager app sends every later test's tasks to a broker nobody consumes, silently: a
-    test far away then finds no request at Iron (tests/test_lifecycle_postgres.py did, after
+    test far away then finds no request at Iron (tests/services/test_concurrency.py did, after
     tests/test_celery_worker.py's worker app stayed the default). This puts the suite's app
     back and fails the test that left it, at teardown.
     """

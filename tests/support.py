@@ -112,10 +112,14 @@ def signed_headers(
     return headers
 
 
-def post(client: Client, body: bytes, headers: dict[str, str], **extra: Any) -> Any:
-    """POST ``body`` with ``headers`` to the app's webhook URL (or ``path=...``)."""
-    url = extra.pop("path", None) or webhook_url()
-    return client.post(url, data=body, content_type="application/json", headers=headers, **extra)
+def post(
+    client: Client, body: bytes, headers: dict[str, str], *, url: str | None = None, **extra: Any
+) -> Any:
+    """POST ``body`` with ``headers`` to the app's webhook URL (or ``url``); ``extra`` goes to
+    the test client (``REMOTE_ADDR=...``, ``CONTENT_LENGTH=...``)."""
+    return client.post(
+        url or webhook_url(), data=body, content_type="application/json", headers=headers, **extra
+    )
 
 
 def as_body(event: dict[str, Any] | bytes) -> bytes:

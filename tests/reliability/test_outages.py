@@ -33,10 +33,9 @@ from django.urls import reverse
 from django_iron_kyc import services
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder
 from django_iron_kyc.testing.fake import Delivery
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder
 from tests.celery import broker_down as dead_broker
 from tests.reliability.support import run_webhook_sweep
 from tests.support import CREATE_PATH

@@ -24,9 +24,8 @@ from django.db import connection
 from django_iron_kyc import services
 from django_iron_kyc.exceptions import IdentificationInFlightError
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder, WebhookSender
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 from tests.reliability.gate import Gate
 from tests.support import CREATE_PATH, JOIN_TIMEOUT, run_together
 

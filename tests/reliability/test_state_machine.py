@@ -97,9 +97,8 @@ from django_iron_kyc.exceptions import (
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.payloads import WebhookEvent, normalize_identification_status
 from django_iron_kyc.services import deliveries
-from django_iron_kyc.testing import Delivery, FakeIron
+from django_iron_kyc.testing import Delivery, FakeIron, WebhookSender
 from django_iron_kyc.testing.fake import Creation
-from django_iron_kyc.testing.pytest_plugin import WebhookSender
 from django_iron_kyc.webhooks import drain as webhook_drain
 from tests.celery import app as celery_app
 from tests.reliability.stats import MACHINE

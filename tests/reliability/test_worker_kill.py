@@ -37,9 +37,8 @@ from django.db import connection, transaction
 
 from django_iron_kyc import services, tasks
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder, WebhookSender
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
 from tests.celery import app as test_app
 from tests.reliability.gate import Gate
 from tests.reliability.support import run_webhook_sweep
