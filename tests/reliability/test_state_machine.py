@@ -89,11 +89,7 @@ from hypothesis.stateful import (
 
 from django_iron_kyc import services, signals, tasks
 from django_iron_kyc.conf import WEBHOOK_DEFERRED, WEBHOOK_PROCESSING_MODES, iron_settings
-from django_iron_kyc.exceptions import (
-    IdentificationInFlightError,
-    IronAPIError,
-    IronTransientError,
-)
+from django_iron_kyc.exceptions import IdentificationInFlightError, IronAPIError, IronTransientError
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.payloads import WebhookEvent, normalize_identification_status
 from django_iron_kyc.services import deliveries

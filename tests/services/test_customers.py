@@ -8,11 +8,7 @@ from typing import Any
 import pytest
 
 from django_iron_kyc import services
-from django_iron_kyc.exceptions import (
-    IdentificationStateError,
-    IronAPIError,
-    IronTransientError,
-)
+from django_iron_kyc.exceptions import IdentificationStateError, IronAPIError, IronTransientError
 from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory

@@ -8,10 +8,7 @@ from typing import Any
 import pytest
 
 from django_iron_kyc import services
-from django_iron_kyc.exceptions import (
-    IdentificationStateError,
-    SandboxNotAllowedError,
-)
+from django_iron_kyc.exceptions import IdentificationStateError, SandboxNotAllowedError
 from django_iron_kyc.models import Customer
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.mirror import mirror_identification
