@@ -38,6 +38,10 @@ from django_iron_kyc.testing import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Iron's documented payloads, each with its source (tests/fixtures/iron/*.json).
+IRON_FIXTURES = ROOT / "tests" / "fixtures" / "iron"
+
+
 def checkout_first(env: dict[str, str]) -> dict[str, str]:
     """``env`` with this checkout first on ``PYTHONPATH``."""
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
