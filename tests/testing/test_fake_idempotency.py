@@ -3,15 +3,16 @@ another body, scoped per path, expired after 24 hours, safe under concurrent req
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import functools
 import uuid
-from typing import Any
 
 import pytest
 
 from django_iron_kyc.client import IronClient
 from django_iron_kyc.exceptions import IronAPIError
 from django_iron_kyc.testing import FakeIron
+from tests.support import run_together
 from tests.testing.support import API_KEY, new_customer, raw
 
 
@@ -123,32 +124,21 @@ def test_key_expires_after_24_hours_and_the_same_key_creates_again(fake, client)
 def test_concurrent_requests_with_one_key_create_exactly_one_identification(fake):
     customer = fake.add_customer()
     key = uuid.uuid4()
-    threads_count = 6
-    barrier = threading.Barrier(threads_count)
-    results: list[dict[str, Any] | BaseException] = []
-    lock = threading.Lock()
+    with contextlib.ExitStack() as stack:
+        clients = [
+            stack.enter_context(IronClient(api_key=API_KEY, base_url=fake.base_url, max_retries=0))
+            for _ in range(6)
+        ]
+        results = run_together(
+            *(
+                functools.partial(client.create_identification, customer["id"], idempotency_key=key)
+                for client in clients
+            ),
+            return_exceptions=True,
+        )
 
-    def create() -> None:
-        with IronClient(api_key=API_KEY, base_url=fake.base_url, max_retries=0) as client:
-            barrier.wait()
-            try:
-                result: dict[str, Any] | BaseException = client.create_identification(
-                    customer["id"], idempotency_key=key
-                )
-            except BaseException as exc:  # reported by the assertion below
-                result = exc
-        with lock:
-            results.append(result)
-
-    threads = [threading.Thread(target=create) for _ in range(threads_count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=10)
-
-    assert len(results) == threads_count
     assert all(isinstance(r, dict) for r in results), results
-    assert len({r["id"] for r in results}) == 1  # type: ignore[index]
+    assert len({r["id"] for r in results}) == 1
     assert len(fake.identifications) == 1
     assert sum(not r.replayed for r in fake.requests_to("POST", "/identifications/v2")) == 1
 
@@ -156,24 +146,17 @@ def test_concurrent_requests_with_one_key_create_exactly_one_identification(fake
 def test_concurrent_requests_with_different_keys_and_conflict_switch_create_one():
     with FakeIron(conflict_on_pending=True) as fake:
         customer = fake.add_customer()
-        barrier = threading.Barrier(4)
-        statuses: list[int] = []
 
-        def create() -> None:
-            barrier.wait()
+        def create() -> int:
             response = raw(
                 fake,
                 "POST",
                 f"/api/customers/{customer['id']}/identifications/v2",
                 body={"type": "Link"},
             )
-            statuses.append(response.status_code)
+            return response.status_code
 
-        threads = [threading.Thread(target=create) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=10)
+        statuses = run_together(*[create] * 4)
 
         assert sorted(statuses) == [201, 409, 409, 409]
         assert len(fake.identifications) == 1

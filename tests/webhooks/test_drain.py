@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from django_iron_kyc.webhooks.drain import (
 )
 from tests.celery import app as test_app
 from tests.celery import broker_down as dead_broker
-from tests.support import LONG_AGO, NEVER_LOGGED, NOW, Waiter, identification_event
+from tests.support import LONG_AGO, NEVER_LOGGED, NOW, Waiter, identification_event, run_together
 from tests.webhooks.support import APPROVED, approved, countdowns, store
 
 Outcome = WebhookDelivery.Outcome
@@ -152,23 +151,8 @@ def test_drain_scheduler_failed_send_is_logged_and_the_next_request_sends_at_onc
 def test_drain_scheduler_many_threads_at_once_send_two_drains(
     scheduler: DrainScheduler, sent_drains: list[dict[str, Any]]
 ) -> None:
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
+    run_together(*[scheduler.request] * 8)
 
-    def run() -> None:
-        try:
-            barrier.wait(timeout=30)
-            scheduler.request()
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-
-    assert not errors, errors
     assert sorted(countdowns(sent_drains), key=lambda c: c or 0) == [None, 1.0]
 
 
