@@ -1,16 +1,16 @@
-"""Races on real concurrent connections (PostgreSQL: row locks, SKIP LOCKED)."""
+"""The services raced on real concurrent connections (PostgreSQL: row locks, SKIP LOCKED):
+starts, a webhook and a poll applying one decision, sweeps."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from celery import _state as celery_state
-from django.db import connection, connections
+from django.db import connection, transaction
 from django.utils import timezone
 
 from django_iron_kyc import services
@@ -18,7 +18,8 @@ from django_iron_kyc.exceptions import IdentificationInFlightError
 from django_iron_kyc.models import Identification
 from django_iron_kyc.services import RemoteIdentification, Source, apply_identification_state
 from django_iron_kyc.testing import FakeIron, build_event
-from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
+from tests.support import CREATE_PATH, LIST_PATH, run_together
 
 pytestmark = [
     pytest.mark.postgres,
@@ -26,35 +27,6 @@ pytestmark = [
 ]
 
 TIMEOUT = 30.0
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    return fake_iron
-
-
-def run_in_threads(*targets: Callable[[], Any]) -> list[Any]:
-    """Run each target on its own thread and connection; return results or exceptions."""
-    results: list[Any] = [None] * len(targets)
-
-    def run(index: int, target: Callable[[], Any]) -> None:
-        try:
-            results[index] = target()
-        except Exception as exc:
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=run, args=(i, t), name=f"race-{i}") for i, t in enumerate(targets)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIMEOUT)
-        assert not thread.is_alive(), f"{thread.name} hung"
-    return results
 
 
 def celery_app_of_this_thread() -> str:
@@ -90,15 +62,13 @@ def test_concurrent_starts_make_one_identification_and_one_post(
     caplog.set_level(logging.DEBUG, logger="django_iron_kyc")
     caplog.set_level(logging.INFO, logger="celery.app.trace")
     customer = mirror_customer(iron)
-    barrier = threading.Barrier(4, timeout=TIMEOUT)
     celery_apps: list[str] = []
 
     def start() -> Identification:
-        barrier.wait()
         celery_apps.append(celery_app_of_this_thread())
         return services.start_identification(customer)
 
-    results = run_in_threads(*[start] * 4)
+    results = run_together(*[start] * 4, return_exceptions=True)
 
     started = [r for r in results if isinstance(r, Identification)]
     refused = [r for r in results if isinstance(r, IdentificationInFlightError)]
@@ -135,8 +105,6 @@ def test_webhook_and_poll_applying_one_decision_at_once_send_one_signal(
     webhook_applied, release = threading.Event(), threading.Event()
 
     def webhook_path() -> Any:
-        from django.db import transaction
-
         with transaction.atomic():
             result = apply_identification_state(ident.pk, webhook, source=Source.WEBHOOK)
             webhook_applied.set()
@@ -156,7 +124,7 @@ def test_webhook_and_poll_applying_one_decision_at_once_send_one_signal(
             blocked.wait(0.01)
         release.set()
 
-    from_webhook, from_poll, _ = run_in_threads(webhook_path, poll_path, referee)
+    from_webhook, from_poll, _ = run_together(webhook_path, poll_path, referee)
 
     assert from_webhook.status_changed
     assert not from_poll.status_changed  # it waited for the lock and saw the decision
@@ -178,17 +146,14 @@ def test_webhook_delivery_and_sweep_at_once_send_one_signal(
         message_id=str(ident.iron_id),
         status="Approved",
     )
-    barrier = threading.Barrier(2, timeout=TIMEOUT)
 
     def deliver() -> Any:
-        barrier.wait()
         return send_iron_webhook(event)
 
     def sweep() -> Any:
-        barrier.wait()
         return services.poll_due_identifications()
 
-    response, _ = run_in_threads(deliver, sweep)
+    response, _ = run_together(deliver, sweep)
 
     assert response.status_code < 300
     approved = iron_signals.kwargs_of("identification_approved")
@@ -201,13 +166,11 @@ def test_webhook_delivery_and_sweep_at_once_send_one_signal(
 def test_two_sweeps_at_once_poll_each_customer_once(iron: FakeIron) -> None:
     idents = [mirror_identification(iron, mirror_customer(iron)) for _ in range(6)]
     Identification.objects.update(next_poll_at=timezone.now())
-    barrier = threading.Barrier(2, timeout=TIMEOUT)
 
     def sweep() -> services.PollSweepResult:
-        barrier.wait()
         return services.poll_due_identifications()
 
-    first, second = run_in_threads(sweep, sweep)
+    first, second = run_together(sweep, sweep)
 
     assert first.polled + second.polled == len(idents)
     assert len(iron.requests_to("GET", LIST_PATH)) == len(idents)

@@ -16,12 +16,8 @@ from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.services import polling
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import IdentificationFactory
-from tests.test_lifecycle import (
-    CREATE_PATH,
-    LIST_PATH,
-    mirror_customer,
-    mirror_identification,
-)
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
+from tests.support import CREATE_PATH, LIST_PATH
 
 pytestmark = pytest.mark.django_db
 
@@ -29,11 +25,10 @@ pytestmark = pytest.mark.django_db
 NOW = (datetime.now(dt_timezone.utc) + timedelta(days=2)).replace(microsecond=0)
 
 
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any, time_machine: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
+@pytest.fixture(autouse=True)
+def clock_at_now(time_machine: Any) -> None:
+    """Every test here starts at :data:`NOW`, the clock standing still."""
     time_machine.move_to(NOW, tick=False)
-    return fake_iron
 
 
 def due(iron: FakeIron, customer: Customer | None = None, **fields: Any) -> Identification:

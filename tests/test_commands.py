@@ -1,4 +1,5 @@
-"""iron_kyc_reprocess_webhooks, iron_kyc_prune_webhooks and iron_kyc_send_test_webhook."""
+"""The management commands: iron_kyc_reprocess_webhooks, iron_kyc_prune_webhooks and
+iron_kyc_send_test_webhook."""
 
 from __future__ import annotations
 
@@ -16,15 +17,11 @@ from django.utils import timezone
 
 from django_iron_kyc import signing
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import build_event, encode_event
+from django_iron_kyc.testing import SignalRecorder, build_event, encode_event
 from django_iron_kyc.testing.factories import IdentificationFactory
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder
-from tests.test_webhooks import (  # noqa: F401 (no_secrets_in_logs is an autouse fixture)
-    LONG_AGO,
-    SECRET,
-    identification_event,
-    no_secrets_in_logs,
-)
+from tests.support import LONG_AGO, SECRET, identification_event
+
+pytestmark = pytest.mark.usefixtures("no_secrets_in_logs")
 
 Outcome = WebhookDelivery.Outcome
 

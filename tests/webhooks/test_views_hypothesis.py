@@ -1,4 +1,5 @@
-"""Arbitrary headers and bodies, signed and unsigned: the webhook view never answers 5xx.
+"""Arbitrary headers and bodies, signed and unsigned: the webhook view (webhooks.views) never
+answers 5xx.
 
 Bodies range from random bytes through random JSON to Iron-shaped events with random
 fields around a known customer and identification (so some of them are applied through
@@ -21,12 +22,7 @@ from django_iron_kyc import signing
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import build_event, encode_event
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
-from tests.test_webhooks import (  # noqa: F401 (no_secrets_in_logs is an autouse fixture)
-    LONG_AGO,
-    no_secrets_in_logs,
-    post,
-    signed_headers,
-)
+from tests.support import LONG_AGO, post, signed_headers
 
 CUSTOMER_ID = uuid.UUID("2ff3e394-978b-4489-8795-0a4e769a04c6")
 IDENTIFICATION_ID = uuid.UUID("c3d4e5f6-a7b8-9012-cdef-345678901234")

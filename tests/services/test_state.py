@@ -18,7 +18,6 @@ from django_iron_kyc.services import (
     apply_customer_state,
     apply_identification_state,
 )
-from django_iron_kyc.services.sync import SNAPSHOT_FIELDS, snapshot_in_flight
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
 
 pytestmark = pytest.mark.django_db
@@ -234,33 +233,3 @@ def test_step_up_of_the_newest_supersedes_an_older_one_still_in_flight(apply: An
     assert older.superseded_at is not None
     assert newest.superseded_at is None
     assert list(Identification.objects.in_flight()) == [newest]
-
-
-# --- one in-flight rule ----------------------------------------------------------------
-
-
-def test_in_flight_is_one_rule_for_the_constraint_queryset_property_and_sync() -> None:
-    (constraint,) = Identification._meta.constraints
-    assert constraint.condition == Identification.IN_FLIGHT
-
-    rows = []
-    for status in ["", *Identification.Status.values, "SomethingNew"]:
-        for superseded in (False, True):
-            for failed in (False, True):
-                rows.append(
-                    IdentificationFactory(
-                        status=status,
-                        superseded_at=T0 if superseded else None,
-                        failed_at=T0 if failed else None,
-                    )
-                )
-    in_flight = set(Identification.objects.in_flight().values_list("pk", flat=True))
-    assert in_flight == set(
-        Identification.objects.filter(Identification.IN_FLIGHT).values_list("pk", flat=True)
-    )
-    snapshots = {row["pk"]: row for row in Identification.objects.values(*SNAPSHOT_FIELDS)}
-    for row in rows:
-        expected = row.pk in in_flight
-        assert row.is_in_flight is expected, (row.status, row.superseded_at, row.failed_at)
-        assert snapshot_in_flight(snapshots[row.pk]) is expected, row.status
-    assert len(in_flight) == len(Identification.Status.values) - 4 + 2  # "" and unknown

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder
-from tests.test_webhooks import LONG_AGO, no_secrets_in_logs  # noqa: F401 (autouse fixture)
+from tests.support import LONG_AGO
 
 Outcome = WebhookDelivery.Outcome
 

@@ -32,17 +32,9 @@ from django_iron_kyc.testing import (
 from django_iron_kyc.testing.__main__ import main
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
+from tests.support import checkout_first
 
 pytest_plugins = ["pytester"]
-
-# The checkout under test: a subprocess started elsewhere would import the installed package.
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def checkout_first(env: dict[str, str]) -> dict[str, str]:
-    """``env`` with this checkout first on ``PYTHONPATH``."""
-    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))}
-
 
 # --- a stand-in for the app's webhook view, to test the sender on its own ----------------
 

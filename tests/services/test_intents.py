@@ -1,11 +1,10 @@
-"""The identification lifecycle against the fake Iron: create, start, submit, refresh, sandbox."""
+"""Intents: start_identification, submit_identification (create at Iron, retry with the
+same key, reconcile, adopt on 409) and attaching what Iron created."""
 
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,158 +14,15 @@ from django_iron_kyc import services
 from django_iron_kyc.exceptions import (
     IdentificationInFlightError,
     IdentificationStateError,
-    IronAPIError,
     IronTransientError,
-    SandboxNotAllowedError,
 )
 from django_iron_kyc.models import Customer, Identification, IdentificationQuerySet, WebhookDelivery
-from django_iron_kyc.services import parse_iron_datetime
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
+from django_iron_kyc.testing.mirror import mirror_identification
+from tests.support import LIST_PATH, START, creations, intent
 
 pytestmark = pytest.mark.django_db
-
-CREATE_PATH = r"^/api/customers/[^/]+/identifications/v2$"
-LIST_PATH = r"^/api/customers/[^/]+/identifications$"
-# Ahead of the real clock: the fake's clock never goes back, even under time-machine.
-START = (datetime.now(dt_timezone.utc) + timedelta(days=2)).replace(microsecond=0)
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    return fake_iron
-
-
-def mirror_customer(iron: FakeIron, **fields: Any) -> Customer:
-    """A customer that exists at the fake Iron and locally, in the same state."""
-    remote = iron.add_customer(**fields)
-    return CustomerFactory(
-        iron_id=uuid.UUID(remote["id"]),
-        email=remote["email"],
-        status=remote["status"],
-        iron_created_at=parse_iron_datetime(remote["created_at"]),
-        iron_updated_at=parse_iron_datetime(remote["updated_at"]),
-    )
-
-
-def mirror_identification(iron: FakeIron, customer: Customer, **fields: Any) -> Identification:
-    """An identification that exists at the fake Iron and locally, in the same state."""
-    remote = iron.add_identification(customer.iron_id, **fields)
-    return IdentificationFactory(
-        customer=customer,
-        iron_id=uuid.UUID(remote["id"]),
-        status=remote["status"],
-        url=remote["url"],
-        iron_created_at=parse_iron_datetime(remote["created_at"]),
-        iron_updated_at=parse_iron_datetime(remote["updated_at"]),
-    )
-
-
-@pytest.fixture
-def customer(iron: FakeIron) -> Customer:
-    return mirror_customer(iron, email="ada@example.com")
-
-
-def posts(iron: FakeIron) -> list[Any]:
-    return iron.requests_to("POST", CREATE_PATH)
-
-
-# --- get_client -------------------------------------------------------------------------
-
-
-def test_get_client_reads_settings_when_called(settings: Any) -> None:
-    settings.IRON_KYC_BASE_URL = "http://127.0.0.1:1234"
-    assert services.get_client().base_url == "http://127.0.0.1:1234"
-    settings.IRON_KYC_BASE_URL = "http://127.0.0.1:4321"
-    assert services.get_client().base_url == "http://127.0.0.1:4321"
-
-
-# --- create_customer --------------------------------------------------------------------
-
-
-def test_create_customer_posts_once_and_stores_iron_state(
-    iron: FakeIron,
-    django_user_model: Any,
-    django_capture_on_commit_callbacks: Any,
-    iron_signals: Any,
-) -> None:
-    user = django_user_model.objects.create(username="ada")
-    with django_capture_on_commit_callbacks(execute=True):
-        customer = services.create_customer(
-            email="ada@example.com", name="Ada", external_id="u-1", user=user
-        )
-    [request] = iron.requests_to("POST", r"^/api/customers$")
-    assert request.idempotency_key == str(customer.idempotency_key)
-    assert request.json == {
-        "customer_type": "Person",
-        "email": "ada@example.com",
-        "name": "Ada",
-        "external_id": "u-1",
-    }
-    assert str(customer.iron_id) in iron.customers
-    assert customer.status == Customer.Status.IDENTIFICATION_REQUIRED
-    assert customer.user == user
-    assert customer.last_error == ""
-    [sent] = iron_signals.kwargs_of("customer_status_changed")
-    assert sent["source"] == "create"
-    assert sent["previous_status"] == ""
-    assert sent["status"] == "IdentificationRequired"
-
-
-def test_create_customer_retry_after_lost_answer_reuses_row_and_key(
-    iron: FakeIron, django_user_model: Any
-) -> None:
-    user = django_user_model.objects.create(username="ada")
-    iron.fail_next(drop="after", method="POST")  # Iron creates it; the answer is lost
-    with pytest.raises(IronTransientError):
-        services.create_customer(email="ada@example.com", user=user)
-    row = Customer.objects.get(user=user)
-    assert row.iron_id is None
-    assert "retried" in row.last_error
-
-    customer = services.create_customer(email="ada@example.com", user=user)
-
-    assert customer.pk == row.pk
-    first, second = iron.requests_to("POST", r"^/api/customers$")
-    assert first.idempotency_key == second.idempotency_key == str(row.idempotency_key)
-    assert second.replayed
-    assert len(iron.customers) == 1
-    assert str(customer.iron_id) in iron.customers
-
-
-def test_create_customer_retry_by_external_id_reuses_the_unconfirmed_row(iron: FakeIron) -> None:
-    iron.fail_next(status=503, method="POST")
-    with pytest.raises(IronTransientError):
-        services.create_customer(email="bo@example.com", external_id="crm-7")
-    customer = services.create_customer(email="bo@example.com", external_id="crm-7")
-    assert Customer.objects.count() == 1
-    first, second = iron.requests_to("POST", r"^/api/customers$")
-    assert first.idempotency_key == second.idempotency_key == str(customer.idempotency_key)
-    assert customer.external_id == "crm-7"
-
-
-def test_create_customer_already_created_returns_it_without_http(
-    iron: FakeIron, django_user_model: Any
-) -> None:
-    user = django_user_model.objects.create(username="ada")
-    first = services.create_customer(email="ada@example.com", user=user)
-    again = services.create_customer(email="ada@example.com", user=user)
-    assert again.pk == first.pk
-    assert len(iron.requests_to("POST", r"^/api/customers$")) == 1
-
-
-def test_create_customer_refused_stores_a_readable_error(iron: FakeIron) -> None:
-    with pytest.raises(IronAPIError) as caught:
-        services.create_customer(email="not-an-email")
-    assert not isinstance(caught.value, IronTransientError)
-    row = Customer.objects.get()
-    assert row.iron_id is None
-    assert "invalid (400)" in row.last_error
-    assert "email is required" in row.last_error
-
-
-# --- start_identification ---------------------------------------------------------------
 
 
 def test_start_identification_saves_the_intent_and_enqueues_after_commit(
@@ -174,7 +30,7 @@ def test_start_identification_saves_the_intent_and_enqueues_after_commit(
 ) -> None:
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         identification = services.start_identification(customer, with_edd=True)
-        assert posts(iron) == []  # nothing is sent before commit
+        assert creations(iron) == []  # nothing is sent before commit
     assert identification.pk is not None
     assert identification.idempotency_key
     assert identification.iron_id is None
@@ -184,7 +40,7 @@ def test_start_identification_saves_the_intent_and_enqueues_after_commit(
 
     callbacks[0]()  # the commit: the (eager) task runs
 
-    [request] = posts(iron)
+    [request] = creations(iron)
     assert request.idempotency_key == str(identification.idempotency_key)
     assert request.json == {"type": "Link", "with_edd": True}
     identification.refresh_from_db()
@@ -206,7 +62,7 @@ def test_start_identification_rolled_back_enqueues_nothing(
         view()
     assert callbacks == []
     assert not Identification.objects.exists()
-    assert posts(iron) == []
+    assert creations(iron) == []
 
 
 @pytest.mark.parametrize(
@@ -280,10 +136,6 @@ def test_start_identification_constraint_is_the_backstop(
 # --- submit_identification --------------------------------------------------------------
 
 
-def intent(customer: Customer, **fields: Any) -> Identification:
-    return Identification.objects.create(customer=customer, **fields)
-
-
 def test_submit_happy_path_posts_once_and_stores_pending_with_url(
     iron: FakeIron, customer: Customer, django_capture_on_commit_callbacks: Any, iron_signals: Any
 ) -> None:
@@ -294,7 +146,7 @@ def test_submit_happy_path_posts_once_and_stores_pending_with_url(
     assert result.url
     assert result.last_error == ""
     assert result.next_poll_at is not None  # the poller follows it from now on
-    [request] = posts(iron)
+    [request] = creations(iron)
     assert request.idempotency_key == str(row.idempotency_key)
     [sent] = iron_signals.kwargs_of("identification_status_changed")
     assert (sent["previous_status"], sent["status"], sent["source"]) == ("", "Pending", "create")
@@ -305,7 +157,7 @@ def test_submit_is_idempotent_once_confirmed(iron: FakeIron, customer: Customer)
     services.submit_identification(row)
     again = services.submit_identification(row)
     assert again.iron_id is not None
-    assert len(posts(iron)) == 1
+    assert len(creations(iron)) == 1
     assert again.create_attempts == 1
 
 
@@ -354,7 +206,7 @@ def test_submit_transient_error_keeps_the_intent_and_the_retry_reuses_the_key(
     assert result.status == Identification.Status.PENDING
     assert result.last_error == ""
     assert result.create_attempts == 2
-    first, second = posts(iron)
+    first, second = creations(iron)
     assert first.idempotency_key == second.idempotency_key == str(row.idempotency_key)
     # Even when Iron had created it before the connection dropped: one identification.
     assert len(iron.identifications) == 1
@@ -379,10 +231,10 @@ def test_submit_permanent_error_fails_the_intent_without_retry(
     assert reason in result.last_error
     assert not result.is_in_flight
     assert result.next_poll_at is None
-    assert len(posts(iron)) == 1
+    assert len(creations(iron)) == 1
     # Failed: never sent again, and the customer may start a new identification.
     services.submit_identification(row)
-    assert len(posts(iron)) == 1
+    assert len(creations(iron)) == 1
     assert services.start_identification(customer).pk != row.pk
 
 
@@ -411,9 +263,9 @@ def test_submit_key_reused_with_another_body_fails_and_logs_the_key(
     assert result.failed_at is not None
     assert "already used for a different request (409)" in result.last_error
     assert str(row.idempotency_key) in caplog.text
-    assert len(posts(iron)) == 2
+    assert len(creations(iron)) == 2
     services.submit_identification(row)
-    assert len(posts(iron)) == 2  # never retried
+    assert len(creations(iron)) == 2  # never retried
 
 
 @pytest.mark.fake_iron(conflict_on_pending=True)
@@ -428,7 +280,7 @@ def test_submit_409_has_pending_adopts_the_pending_identification(
     assert str(result.iron_id) == pending["id"]
     assert result.status == Identification.Status.PROCESSED
     assert result.failed_at is None
-    assert len(posts(iron)) == 1
+    assert len(creations(iron)) == 1
     assert len(iron.requests_to("GET", LIST_PATH)) == 1
 
 
@@ -470,7 +322,7 @@ def test_submit_old_key_is_never_posted_again_and_adopts_what_iron_created(
 
     assert str(result.iron_id) == created
     assert result.status == Identification.Status.PENDING
-    assert len(posts(iron)) == 1  # no POST after the key expired
+    assert len(creations(iron)) == 1  # no POST after the key expired
     assert len(iron.requests_to("GET", LIST_PATH)) == 1
     assert "reconciled by listing" in caplog.text
 
@@ -501,7 +353,7 @@ def test_a_webhook_that_came_before_its_identification_was_known_acts_once_it_is
     with django_capture_on_commit_callbacks(execute=True):
         result = services.submit_identification(row)
 
-    _, second = posts(iron)
+    _, second = creations(iron)
     assert second.replayed  # Iron's first answer: Pending
     result.refresh_from_db()
     assert (str(result.iron_id), result.status) == (created, Identification.Status.APPROVED)
@@ -531,7 +383,7 @@ def test_submit_old_key_with_nothing_at_iron_fails_with_the_reason(
     assert result.iron_id is None
     assert "older than" in result.last_error
     assert "not sent again" in result.last_error
-    assert posts(iron) == []
+    assert creations(iron) == []
 
 
 def test_submit_gives_up_after_the_attempt_cap_by_reconciling(
@@ -546,7 +398,7 @@ def test_submit_gives_up_after_the_attempt_cap_by_reconciling(
     result = services.submit_identification(row)
     assert result.failed_at is not None
     assert "Gave up after 2 attempts" in result.last_error
-    assert len(posts(iron)) == 2
+    assert len(creations(iron)) == 2
     assert len(iron.requests_to("GET", LIST_PATH)) == 1
 
 
@@ -555,163 +407,4 @@ def test_submit_for_a_customer_not_at_iron_fails(iron: FakeIron) -> None:
     result = services.submit_identification(row)
     assert result.failed_at is not None
     assert "does not exist at Iron" in result.last_error
-    assert iron.requests == []
-
-
-# --- refresh_customer -------------------------------------------------------------------
-
-
-def test_refresh_customer_applies_customer_and_known_identifications(
-    iron: FakeIron, customer: Customer, django_capture_on_commit_callbacks: Any, iron_signals: Any
-) -> None:
-    ident = mirror_identification(iron, customer)
-    iron.set_identification_status(ident.iron_id, "Approved", notify=False)
-    with django_capture_on_commit_callbacks(execute=True):
-        refreshed = services.refresh_customer(customer)
-    assert refreshed.status == Customer.Status.ACTIVE
-    ident.refresh_from_db()
-    assert ident.status == Identification.Status.APPROVED
-    assert len(iron.requests_to("GET", LIST_PATH)) == 1
-    assert {name for name, _ in iron_signals} == {
-        "customer_status_changed",
-        "identification_status_changed",
-        "identification_approved",
-    }
-    assert {kwargs["source"] for _, kwargs in iron_signals} == {"refresh"}
-
-
-def test_refresh_customer_adopts_unknown_identifications(
-    iron: FakeIron, customer: Customer, time_machine: Any
-) -> None:
-    time_machine.move_to(START, tick=False)
-    older = iron.add_identification(customer.iron_id)
-    time_machine.move_to(START + timedelta(minutes=5), tick=False)
-    newer = iron.add_identification(customer.iron_id)  # supersedes `older` at Iron
-    services.refresh_customer(customer)
-    rows = {str(r.iron_id): r for r in Identification.objects.all()}
-    assert set(rows) == {older["id"], newer["id"]}
-    assert rows[newer["id"]].superseded_at is None
-    assert rows[newer["id"]].is_in_flight
-    assert rows[newer["id"]].url == newer["url"]
-    assert rows[older["id"]].superseded_at is not None
-    assert rows[older["id"]].iron_created_at == parse_iron_datetime(older["created_at"])
-
-
-def test_refresh_customer_supersedes_a_local_one_iron_no_longer_counts(
-    iron: FakeIron, customer: Customer
-) -> None:
-    local = mirror_identification(iron, customer)
-    newer = iron.add_identification(customer.iron_id)  # e.g. made in Iron's dashboard
-    services.refresh_customer(customer)
-    local.refresh_from_db()
-    assert local.superseded_at is not None
-    [current] = Identification.objects.in_flight()
-    assert str(current.iron_id) == newer["id"]
-
-
-def test_refresh_customer_adopts_into_an_unconfirmed_intent(
-    iron: FakeIron, customer: Customer
-) -> None:
-    row = intent(customer)
-    created = iron.add_identification(customer.iron_id)  # what our lost POST created
-    services.refresh_customer(customer)
-    row.refresh_from_db()
-    assert str(row.iron_id) == created["id"]
-    assert Identification.objects.count() == 1
-    services.submit_identification(row)
-    assert posts(iron) == []  # confirmed: the task has nothing left to do
-
-
-def test_refresh_customer_revives_a_superseded_identification_iron_still_counts(
-    iron: FakeIron, customer: Customer
-) -> None:
-    old = mirror_identification(iron, customer)
-    forced = services.start_identification(customer, force=True)
-    iron.fail_next(method="POST", status=400)
-    assert services.submit_identification(forced).failed_at is not None  # never created
-    services.refresh_customer(customer)
-    old.refresh_from_db()
-    assert old.superseded_at is None
-    assert old.next_poll_at is not None
-    assert list(Identification.objects.in_flight()) == [old]
-
-
-def test_refresh_customer_needs_a_customer_at_iron(iron: FakeIron) -> None:
-    with pytest.raises(IdentificationStateError):
-        services.refresh_customer(CustomerFactory(unconfirmed=True))
-    assert iron.requests == []
-
-
-# --- sandbox ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("action", "status", "signal"),
-    [
-        (services.sandbox_approve, "Approved", "identification_approved"),
-        (services.sandbox_decline, "Declined", "identification_declined"),
-    ],
-)
-def test_sandbox_decision_is_applied_from_iron_answer(
-    iron: FakeIron,
-    customer: Customer,
-    django_capture_on_commit_callbacks: Any,
-    iron_signals: Any,
-    action: Any,
-    status: str,
-    signal: str,
-) -> None:
-    ident = mirror_identification(iron, customer)
-    with django_capture_on_commit_callbacks(execute=True):
-        result = action(ident)
-    assert result.status == status
-    [request] = iron.requests_to("POST", r"^/api/sandbox/identification/")
-    assert uuid.UUID(request.idempotency_key)
-    assert request.json == {"approved": status == "Approved"}
-    [sent] = iron_signals.kwargs_of(signal)
-    assert sent["source"] == "sandbox"
-    assert sent["customer"] == customer
-
-
-@pytest.mark.fake_iron(sandbox_webhooks=False)
-def test_sandbox_decision_brings_the_customer_status_along_without_webhooks(
-    iron: FakeIron, customer: Customer, django_capture_on_commit_callbacks: Any, iron_signals: Any
-) -> None:
-    ident = mirror_identification(iron, customer)
-    with django_capture_on_commit_callbacks(execute=True):
-        services.sandbox_approve(ident)
-    customer.refresh_from_db()
-    assert customer.status == iron.customers[customer.iron_id]["status"] == "Active"
-    [sent] = iron_signals.kwargs_of("customer_status_changed")
-    assert (sent["previous_status"], sent["status"], sent["source"]) == (
-        "IdentificationRequired",
-        "Active",
-        "sandbox",
-    )
-
-
-@pytest.mark.parametrize(
-    "overrides",
-    [
-        {"IRON_KYC_SANDBOX_ACTIONS": False},
-        # Forced on, but Iron's production host: refused all the same.
-        {"IRON_KYC_SANDBOX_ACTIONS": True, "IRON_KYC_BASE_URL": "https://api.iron.xyz"},
-    ],
-)
-def test_sandbox_refused_before_any_http(
-    iron: FakeIron, customer: Customer, settings: Any, overrides: dict[str, Any]
-) -> None:
-    ident = mirror_identification(iron, customer)
-    for name, value in overrides.items():
-        setattr(settings, name, value)
-    with pytest.raises(SandboxNotAllowedError):
-        services.sandbox_approve(ident)
-    with pytest.raises(SandboxNotAllowedError):
-        services.sandbox_decline(ident)
-    assert iron.requests == []
-
-
-def test_sandbox_needs_an_identification_known_at_iron(iron: FakeIron, customer: Customer) -> None:
-    with pytest.raises(IdentificationStateError):
-        services.sandbox_approve(intent(customer))
     assert iron.requests == []
