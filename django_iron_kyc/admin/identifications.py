@@ -265,6 +265,10 @@ class IdentificationAdmin(IronModelAdmin):
         if not self.has_sandbox_decide_permission(request):
             raise PermissionDenied
         identification = self.get_object_or_404(request, object_id)
+        # As Django's own object views: whoever may not see the identification may not
+        # open its page here either (it shows the customer), let alone decide it.
+        if not self.has_view_or_change_permission(request, identification):
+            raise PermissionDenied
         change_url = self.object_url("change", identification.pk)
         if not identification.is_sandbox_decidable:
             self.message_user(

@@ -252,3 +252,31 @@ def test_sandbox_action_reports_irons_error_message(admin_client, fake_iron):
     assert "Iron answered 400: Identification is not pending (status Approved)" in message
     assert levels_of(response) == ["error"]
     assert admin_log(stale) == []
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize("decision", ["approve", "decline"])
+def test_sandbox_buttons_refused_without_the_view_permission(fake_iron, method, decision):
+    client = staff_client("sandbox_decide")  # may decide, may not see identifications
+    hidden = customer_at_iron(fake_iron, email="hidden@example.com")
+    pending = identification_at_iron(fake_iron, hidden)
+
+    response = getattr(client, method)(sandbox_url(decision, pending), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert "hidden@example.com" not in response.content.decode()
+    assert fake_iron.requests_to("POST", SANDBOX_PATH) == []
+    pending.refresh_from_db()
+    assert pending.status == "Pending"
+    assert admin_log(pending) == []
+
+
+def test_sandbox_buttons_work_with_the_change_permission_instead_of_view(fake_iron):
+    client = staff_client("change_identification", "sandbox_decide")
+    pending = identification_at_iron(fake_iron)
+
+    confirmation = client.get(sandbox_url("approve", pending))
+    response = client.post(sandbox_url("approve", pending), {"post": "yes"})
+
+    assert confirmation.status_code == 200
+    assert messages_of(response) == ["1 identification approved in sandbox"]
