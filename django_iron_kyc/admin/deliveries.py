@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.contrib import admin
@@ -16,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import webhooks
 from ..models import WebhookDelivery
 from .base import ModelAdminBase, Tally, fieldset_fields
+from .display import pretty_json, readable_text
 
 __all__ = ["WebhookDeliveryAdmin"]
 
@@ -93,15 +93,14 @@ class WebhookDeliveryAdmin(ModelAdminBase):
 
     @admin.display(description=_("raw body"))
     def pretty_body(self, obj: WebhookDelivery) -> SafeString:
-        try:
-            text = json.dumps(obj.get_payload(), indent=2, sort_keys=True, ensure_ascii=False)
-        except ValueError:
-            text = obj.body
-        return format_html("<pre>{}</pre>", text)
+        # Whatever was stored: pretty JSON if it parses, escaped raw text otherwise, capped.
+        return format_html("<pre>{}</pre>", pretty_json(obj.body))
 
     @admin.display(description=_("traceback"))
     def pretty_traceback(self, obj: WebhookDelivery) -> SafeString | str:
-        return format_html("<pre>{}</pre>", obj.traceback) if obj.traceback else "-"
+        if not obj.traceback:
+            return "-"
+        return format_html("<pre>{}</pre>", readable_text(obj.traceback))
 
     @admin.action(description=_("Reprocess"), permissions=("reprocess",))
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookDelivery]) -> None:

@@ -111,3 +111,36 @@ def test_reprocess_action_reports_a_delivery_that_fails_again(admin_client, monk
     assert messages_of(response) == [
         "0 deliveries reprocessed; 1 failed (msg_broken: RuntimeError: database on fire)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        pytest.param("[" * 30_000 + "]" * 30_000, "[[[[[[[[", id="nested-deeper-than-json-reads"),
+        pytest.param('{"name": "\\ud800"}', '"name": "\\ud800"', id="lone-surrogate-in-json"),
+        pytest.param('{"name": "\\udc00" oops', "\\udc00&quot; oops", id="not-json"),
+        pytest.param("<script>alert(1)</script>", "&lt;script&gt;alert(1)", id="html"),
+        pytest.param('{"b": 1, "a": "Zoë"}', "{\n  &quot;a&quot;: &quot;Zoë&quot;,", id="json"),
+    ],
+)
+def test_webhook_delivery_page_shows_any_stored_body_safely(admin_client, body, shown):
+    delivery = WebhookDelivery.objects.create(webhook_id="msg_1", body=body)
+
+    response = admin_client.get(change("webhookdelivery", delivery.pk))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert shown.replace('"', "&quot;") in content
+    assert "<script>alert" not in content
+
+
+def test_webhook_delivery_page_caps_a_long_body():
+    client = staff_client("view_webhookdelivery")
+    body = '"' + "x" * 50_000 + '"'
+    delivery = WebhookDelivery.objects.create(webhook_id="msg_1", body=body)
+
+    content = client.get(change("webhookdelivery", delivery.pk)).content.decode()
+
+    assert "x" * 19_000 in content
+    assert "x" * 20_001 not in content
+    assert "30002 more characters not shown" in content
