@@ -24,6 +24,7 @@ from .. import services
 from ..exceptions import IdentificationInFlightError, IdentificationStateError, IronKycError
 from ..models import Customer, Identification
 from .base import IronModelAdmin, Tally, describe_error, fieldset_fields, refresh_customers
+from .display import status_column, status_text
 
 if TYPE_CHECKING:
     IdentificationInlineBase = admin.TabularInline[Identification, Customer]
@@ -63,9 +64,17 @@ class IdentificationInline(IdentificationInlineBase):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ("iron_id", "status", "with_edd", "superseded_at", "failed_at", "iron_updated_at")
+    fields = (
+        "iron_id",
+        "status_label",
+        "with_edd",
+        "superseded_at",
+        "failed_at",
+        "iron_updated_at",
+    )
     readonly_fields = fields
     ordering = ("-created_at", "-pk")
+    status_label = status_column(Identification.Status)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -79,7 +88,7 @@ class CustomerAdmin(IronModelAdmin):
         "__str__",
         "iron_id",
         "user",
-        "status",
+        "status_label",
         "customer_type",
         "current_identification_link",
         "current_identification_status",
@@ -97,7 +106,7 @@ class CustomerAdmin(IronModelAdmin):
             {
                 "fields": (
                     "iron_id",
-                    "status",
+                    "status_label",
                     "customer_type",
                     "email",
                     "name",
@@ -112,6 +121,7 @@ class CustomerAdmin(IronModelAdmin):
         (_("Local"), {"fields": ("created_at", "updated_at")}),
     )
     readonly_fields = fieldset_fields(fieldsets, exclude=("user",))
+    status_label = status_column(Customer.Status)
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         user_model = get_user_model()
@@ -157,13 +167,7 @@ class CustomerAdmin(IronModelAdmin):
         if getattr(obj, "current_identification_pk", None) is None:
             return "-"
         value = getattr(obj, "current_identification_status_value", "") or ""
-        if not value:
-            return gettext("not at Iron yet")
-        return (
-            str(Identification.Status(value).label)
-            if value in Identification.Status.values
-            else value
-        )
+        return status_text(value, Identification.Status)
 
     @admin.display(description=_("current identification"))
     def current_identification_display(self, obj: Customer) -> SafeString | str:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
+from typing import Any
 
-from django.utils.translation import ngettext
+from django.contrib import admin
+from django.db.models import TextChoices
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
-__all__ = ["BODY_DISPLAY_LIMIT", "pretty_json", "readable_text"]
+__all__ = ["BODY_DISPLAY_LIMIT", "pretty_json", "readable_text", "status_column", "status_text"]
 
 # Characters of a stored body or traceback shown on a page; the rest is counted, not shown.
 BODY_DISPLAY_LIMIT = 20_000
@@ -35,3 +40,23 @@ def pretty_json(text: str, limit: int = BODY_DISPLAY_LIMIT) -> str:
     with contextlib.suppress(ValueError, RecursionError):
         text = json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=False)
     return readable_text(text, limit)
+
+
+def status_text(value: str, choices: type[TextChoices]) -> str:
+    """A status as staff read it: its label (``Pending review``), Iron's own spelling for a
+    status this version does not know (never "-"), or "not at Iron yet" while empty."""
+    if not value:
+        return gettext("not at Iron yet")
+    if value in choices.values:
+        return str(choices(value).label)
+    return value
+
+
+def status_column(choices: type[TextChoices]) -> Callable[[Any, Any], str]:
+    """A ModelAdmin method showing ``obj.status`` with :func:`status_text` (sorts by status)."""
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_label(model_admin: Any, obj: Any) -> str:
+        return status_text(obj.status, choices)
+
+    return status_label

@@ -33,6 +33,7 @@ from .base import (
     refresh_customers,
     safe_link,
 )
+from .display import status_column
 
 __all__ = ["IdentificationAdmin", "SupersededFilter"]
 
@@ -81,7 +82,7 @@ class IdentificationAdmin(IronModelAdmin):
     list_display = (
         "__str__",
         "customer",
-        "status",
+        "status_label",
         "with_edd",
         "superseded",
         "iron_updated_at",
@@ -94,7 +95,7 @@ class IdentificationAdmin(IronModelAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("customer", "status", "hosted_url", "with_edd", "review_comment")},
+            {"fields": ("customer", "status_label", "hosted_url", "with_edd", "review_comment")},
         ),
         (
             _("At Iron"),
@@ -114,6 +115,7 @@ class IdentificationAdmin(IronModelAdmin):
         (_("Local"), {"classes": ("collapse",), "fields": ("created_at", "updated_at")}),
     )
     readonly_fields = fieldset_fields(fieldsets)
+    status_label = status_column(Identification.Status)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Identifications start through services.start_identification (the customer actions).

@@ -124,7 +124,7 @@ def test_staff_approves_a_pending_identification_in_sandbox(browser, live_server
     )
     assert success.text == "1 identification approved in sandbox"
     assert browser.current_url == f"{live_server.url}{change_path}"
-    status = browser.find_element(By.CSS_SELECTOR, ".field-status .readonly").text
+    status = browser.find_element(By.CSS_SELECTOR, ".field-status_label .readonly").text
     assert status == "Approved"
     assert not browser.find_elements(By.CSS_SELECTOR, "a.iron-kyc-sandbox-approve")
     screenshot(browser, "admin-sandbox-approved.png")

@@ -19,6 +19,7 @@ from .support import (
     change,
     changelist,
     customer_at_iron,
+    field_texts,
     identification_at_iron,
     levels_of,
     local_customer,
@@ -280,3 +281,21 @@ def test_sandbox_buttons_work_with_the_change_permission_instead_of_view(fake_ir
 
     assert confirmation.status_code == 200
     assert messages_of(response) == ["1 identification approved in sandbox"]
+
+
+def test_unknown_statuses_show_as_iron_spelled_them(admin_client):
+    customer = local_customer(1)
+    customer.status = "UnderAudit"
+    customer.save()
+    identification = IdentificationFactory(customer=customer, status="ManualCheck")
+    known = IdentificationFactory(status="PendingReview")
+
+    def shown(url: str) -> list[str]:
+        return field_texts(admin_client.get(url), "status_label")
+
+    assert shown(change("identification", identification.pk)) == ["ManualCheck"]
+    assert shown(change("identification", known.pk)) == ["Pending review"]
+    assert shown(changelist("identification")) == ["Pending review", "ManualCheck"]
+    # The customer's page: its own status, then its identifications' (the inline).
+    assert shown(change("customer", customer.pk)) == ["UnderAudit", "ManualCheck"]
+    assert "UnderAudit" in shown(changelist("customer"))
