@@ -142,6 +142,8 @@ class _FieldText(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.VOID:
+            if tag == "br" and self._depth:
+                self._current.append(" ")
             return
         if self._depth:
             self._depth += 1
@@ -170,3 +172,16 @@ def field_texts(response: Any, field: str) -> list[str]:
     parser = _FieldText(field)
     parser.feed(response.content.decode())
     return parser.texts
+
+
+def tools_of(response: Any) -> list[str]:
+    """The labels of the buttons at the top of a change page, in order."""
+    tools = re.search(r'<ul class="object-tools">(.*?)</ul>', response.content.decode(), re.S)
+    if tools is None:
+        return []
+    labels = re.findall(r"<(?:a|button)\b[^>]*>([^<]+)</(?:a|button)>", tools.group(1))
+    return [label.strip() for label in labels]
+
+
+def refresh_url(model: str, obj: Any) -> str:
+    return reverse(f"admin:iron_kyc_{model}_refresh", args=[obj.pk])
