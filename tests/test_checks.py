@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import io
+import re
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -366,3 +368,10 @@ def test_every_setting_is_checked():
         f"IRON_KYC_ settings without a system check: {sorted(missing)}; add numeric ones to "
         "django_iron_kyc.checks._NUMBER_SETTINGS, others to a dedicated check."
     )
+
+
+def test_every_check_id_is_in_the_readme_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(iron_kyc\.[EW]\d{3})` \|", readme, re.M))
+    raised = set(re.findall(r'"(iron_kyc\.[EW]\d{3})"', inspect.getsource(checks)))
+    assert raised == documented
