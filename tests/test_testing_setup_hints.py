@@ -77,10 +77,15 @@ NEVER_COMMITS = "on-commit callback(s) never ran: this test's database transacti
 MARK_TRANSACTION = "@pytest.mark.django_db(transaction=True)"
 
 
+_THIS_RUNS_SERVICES = {"DATABASE_URL", "TEST_DB_NAME", "SQLITE_TEST_PATH", "CELERY_BROKER_URL"}
+
+
 def run_host_tests(folder: Path, settings_module: str, **env: str) -> dict[str, str]:
     """Run the host tests in ``folder``; each test's name maps to its outcome and report."""
+    # The host project's own database (in-memory SQLite), never this run's test database.
+    inherited = {k: v for k, v in os.environ.items() if k not in _THIS_RUNS_SERVICES}
     environment = {
-        **os.environ,
+        **inherited,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "DJANGO_SETTINGS_MODULE": settings_module,
         **env,
