@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery.app import default_app
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -40,7 +41,7 @@ from .validators import (
     webhook_secret_problem,
 )
 
-__all__ = ["check_settings"]
+__all__ = ["check_celery_app", "check_settings"]
 
 _MISSING = object()
 
@@ -69,14 +70,59 @@ def check_settings(
     return errors
 
 
+@register(Tags.compatibility, "iron_kyc")
+def check_celery_app(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when the app's tasks would go to Celery's own fallback app (``iron_kyc.W003``).
+
+    A shared task runs on the app that is current when it is called; in a web server's
+    request threads that is Celery's default app. A Django project's Celery app becomes the
+    default once it is imported (the standard ``celery.py``, imported by the project
+    package's ``__init__.py``). Without one, Celery makes a fallback app that never reads
+    the Django settings: ``CELERY_TASK_ALWAYS_EAGER`` is ignored and every task is
+    published to a broker on localhost, or lost.
+    """
+    # Celery builds its fallback with no fix-ups; a project's app has the Django fix-up.
+    if default_app and not (
+        default_app.main == "default" and not getattr(default_app, "fixups", ())
+    ):
+        return []
+    return [
+        Warning(
+            "django-iron-kyc's Celery tasks would go to Celery's unconfigured default app: "
+            "CELERY_* settings (CELERY_TASK_ALWAYS_EAGER included) are ignored and tasks are "
+            "sent to a broker on localhost, where nothing may run them.",
+            hint="Add the standard celery.py to your project package (app = Celery(...); "
+            "app.config_from_object('django.conf:settings', namespace='CELERY'); "
+            "app.autodiscover_tasks()) and import it in the package's __init__.py: "
+            "from .celery import app as celery_app. See the README: Installation.",
+            id="iron_kyc.W003",
+        )
+    ]
+
+
 def _check_api_key() -> list[CheckMessage]:
-    problem = api_key_problem(_setting("API_KEY"))
+    value = _setting("API_KEY")
+    problem = api_key_problem(value)
+    if problem is Problem.API_KEY_MISSING and (value in (_MISSING, None) or isinstance(value, str)):
+        # A warning, not an error: a project whose key is not in the environment yet still
+        # migrates and runs; each call to Iron raises IronConfigurationError meanwhile.
+        return [
+            Warning(
+                "IRON_KYC_API_KEY is not set: every call to Iron will fail until it is.",
+                hint="Set the IRON_KYC_API_KEY environment variable to your Iron API key (the "
+                "settings read it with os.environ.get; never commit it). To develop against "
+                "the fake Iron instead, see the README: Develop against the fake Iron.",
+                id="iron_kyc.W004",
+            )
+        ]
     if problem is Problem.API_KEY_MISSING:
         return [
             Error(
-                "IRON_KYC_API_KEY is missing or empty.",
-                hint="Set IRON_KYC_API_KEY to your Iron API key (read it from the environment, "
-                "never commit it).",
+                f"IRON_KYC_API_KEY must be a string; got {type(value).__name__}.",
+                hint="Set IRON_KYC_API_KEY to your Iron API key, a string (read it from the "
+                "environment, never commit it).",
                 id="iron_kyc.E001",
             )
         ]

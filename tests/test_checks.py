@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import io
+import re
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from celery import Celery
+from celery import _state as celery_state
 from django.conf import settings
 from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
@@ -62,10 +68,19 @@ def test_clean_settings_pass_call_command_check():
 
 def test_bad_settings_fail_call_command_check_with_the_id():
     with (
-        override_settings(**{**CLEAN, "IRON_KYC_API_KEY": ""}),
+        override_settings(**{**CLEAN, "IRON_KYC_API_KEY": 123}),
         pytest.raises(SystemCheckError, match=r"iron_kyc\.E001"),
     ):
         call_command("check")
+
+
+def test_a_project_without_the_api_key_yet_still_runs_and_is_told_what_is_missing():
+    """The README's settings read the key with os.environ.get: unset, it is ""."""
+    output = io.StringIO()
+    with override_settings(**{**CLEAN, "IRON_KYC_API_KEY": ""}):
+        call_command("check", stdout=output, stderr=output)  # no SystemCheckError
+    assert "iron_kyc.W004" in output.getvalue()
+    assert "IRON_KYC_API_KEY is not set" in output.getvalue()
 
 
 def test_defaults_with_an_api_key_raise_only_the_webhook_warning():
@@ -76,16 +91,53 @@ def test_defaults_with_an_api_key_raise_only_the_webhook_warning():
     assert [m.id for m in messages] == ["iron_kyc.W001"]
 
 
-@pytest.mark.parametrize("value", ["", "   ", None, 123])
-def test_e001_api_key_empty_or_not_a_string(value):
-    assert ids(IRON_KYC_API_KEY=value) == ["iron_kyc.E001"]
+@pytest.mark.parametrize("value", [123, ["key"], b"key"])
+def test_e001_api_key_not_a_string(value):
+    messages = iron_messages(IRON_KYC_API_KEY=value)
+    assert [m.id for m in messages] == ["iron_kyc.E001"]
+    assert isinstance(messages[0], Error)
 
 
-def test_e001_api_key_missing():
+@pytest.mark.parametrize("value", ["", "   ", None])
+def test_w004_api_key_empty(value):
+    messages = iron_messages(IRON_KYC_API_KEY=value)
+    assert [m.id for m in messages] == ["iron_kyc.W004"]
+    assert isinstance(messages[0], Warning)
+    assert "environment variable" in messages[0].hint
+
+
+def test_w004_api_key_missing():
     with without("IRON_KYC_API_KEY"):
         del settings.IRON_KYC_API_KEY
         found = [m.id for m in run_checks() if str(m.id).startswith("iron_kyc.")]
-    assert found == ["iron_kyc.E001"]
+    assert found == ["iron_kyc.W004"]
+
+
+def test_w003_no_celery_app_for_the_tasks():
+    """No project Celery app imported: the tasks would get Celery's fallback app."""
+    with mock.patch.object(celery_state, "default_app", None):
+        messages = iron_messages()
+    assert [m.id for m in messages] == ["iron_kyc.W003"]
+    assert isinstance(messages[0], Warning)
+    assert "CELERY_TASK_ALWAYS_EAGER" in messages[0].msg
+    assert "config_from_object('django.conf:settings', namespace='CELERY')" in messages[0].hint
+
+
+def test_w003_celerys_fallback_app_is_the_default():
+    # What Celery makes when a task is called with no app of the project's imported.
+    fallback = Celery("default", fixups=[], set_as_current=False, loader="default")
+    with mock.patch.object(celery_state, "default_app", fallback):
+        assert ids() == ["iron_kyc.W003"]
+    fallback.close()
+
+
+def test_w003_not_raised_with_the_projects_celery_app():
+    """The suite's tests/celery.py is the standard celery.py, imported by tests/__init__.py."""
+    project_app = Celery("yourproject", set_as_current=False)
+    project_app.config_from_object("django.conf:settings", namespace="CELERY")
+    with mock.patch.object(celery_state, "default_app", project_app):
+        assert ids() == []
+    project_app.close()
 
 
 @pytest.mark.parametrize(
@@ -328,3 +380,10 @@ def test_every_setting_is_checked():
         f"IRON_KYC_ settings without a system check: {unchecked}; add numeric ones to "
         "django_iron_kyc.checks' number settings (iron_kyc.E010), others to a dedicated check."
     )
+
+
+def test_every_check_id_is_in_the_readme_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(iron_kyc\.[EW]\d{3})` \|", readme, re.M))
+    raised = set(re.findall(r'"(iron_kyc\.[EW]\d{3})"', inspect.getsource(checks)))
+    assert raised == documented

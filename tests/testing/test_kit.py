@@ -426,6 +426,9 @@ def test_main_prints_the_base_url_and_settings(capsys):
     assert "Fake Iron running at http://127.0.0.1:" in out
     assert "IRON_KYC_API_KEY = 'k'" in out
     assert "IRON_KYC_WEBHOOK_SECRET = 's'" in out
+    assert "    export IRON_KYC_BASE_URL=http://127.0.0.1:" in out
+    assert "    export IRON_KYC_API_KEY=k\n" in out
+    assert "    export IRON_KYC_WEBHOOK_SECRET=s\n" in out
 
 
 def test_main_refuses_auto_deliver_without_a_webhook_url(capsys):
