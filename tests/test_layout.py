@@ -124,7 +124,7 @@ def _readme_api() -> dict[str, set[str]]:
 
 
 # Named internal in the README's API reference: these packages' modules, and these modules.
-INTERNAL_PACKAGES = ("services", "webhooks", "api", "views", "admin", "testing.fake")
+INTERNAL_PACKAGES = ("services", "webhooks", "api", "views", "admin", "checks", "testing.fake")
 INTERNAL_MODULES = ("apps", "checks", "enqueue", "validators", "testing.signals")
 INTERNAL_MODULES += ("testing.webhook_sender",)
 

@@ -1,4 +1,4 @@
-"""System checks for the ``IRON_KYC_*`` settings.
+"""System checks of the ``IRON_KYC_*`` settings' values.
 
 Each problem has a stable ID (``iron_kyc.E001``...) and a hint. Silence a warning you
 accept with ``SILENCED_SYSTEM_CHECKS = ["iron_kyc.W002"]``.
@@ -10,27 +10,22 @@ the processing mode, cross-setting ones) are written here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery.app import default_app
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
-from django.utils.module_loading import import_string
 
-from .conf import (
+from ..conf import (
     DEFAULT_BASE_URL,
     KNOWN_HOSTS,
     PRODUCTION_HOST,
     SANDBOX_HOST,
     WEBHOOK_PROCESSING_MODES,
 )
-from .validators import (
+from ..validators import (
     Problem,
     api_key_problem,
     base_url_problem,
@@ -40,8 +35,9 @@ from .validators import (
     url_host,
     webhook_secret_problem,
 )
+from .verification import VERIFICATION_SETTINGS
 
-__all__ = ["check_celery_app", "check_settings"]
+__all__ = ["check_settings"]
 
 _MISSING = object()
 
@@ -65,41 +61,9 @@ def check_settings(
     errors += _check_webhook_secret()
     errors += _check_numbers()
     errors += _check_other_numbers()
-    for name, problem, check_id, hint in (*_OPTIONAL_SETTINGS, *_VERIFICATION_SETTINGS):
+    for name, problem, check_id, hint in (*_OPTIONAL_SETTINGS, *VERIFICATION_SETTINGS):
         errors += _check_optional(name, problem, check_id, hint)
     return errors
-
-
-@register(Tags.compatibility, "iron_kyc")
-def check_celery_app(
-    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
-) -> list[CheckMessage]:
-    """Warn when the app's tasks would go to Celery's own fallback app (``iron_kyc.W003``).
-
-    A shared task runs on the app that is current when it is called; in a web server's
-    request threads that is Celery's default app. A Django project's Celery app becomes the
-    default once it is imported (the standard ``celery.py``, imported by the project
-    package's ``__init__.py``). Without one, Celery makes a fallback app that never reads
-    the Django settings: ``CELERY_TASK_ALWAYS_EAGER`` is ignored and every task is
-    published to a broker on localhost, or lost.
-    """
-    # Celery builds its fallback with no fix-ups; a project's app has the Django fix-up.
-    if default_app and not (
-        default_app.main == "default" and not getattr(default_app, "fixups", ())
-    ):
-        return []
-    return [
-        Warning(
-            "django-iron-kyc's Celery tasks would go to Celery's unconfigured default app: "
-            "CELERY_* settings (CELERY_TASK_ALWAYS_EAGER included) are ignored and tasks are "
-            "sent to a broker on localhost, where nothing may run them.",
-            hint="Add the standard celery.py to your project package (app = Celery(...); "
-            "app.config_from_object('django.conf:settings', namespace='CELERY'); "
-            "app.autodiscover_tasks()) and import it in the package's __init__.py: "
-            "from .celery import app as celery_app. See the README: Installation.",
-            id="iron_kyc.W003",
-        )
-    ]
 
 
 def _check_api_key() -> list[CheckMessage]:
@@ -380,55 +344,3 @@ _OPTIONAL_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...
         "TLS verification cannot be turned off.",
     ),
 )
-
-
-# --- End-user verification (the JSON endpoint and the page) -----------------------------
-# Each rule says what is wrong with a value that is set; unset or None means the default.
-
-
-def _unless_none(rule: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
-    return lambda value: None if value is None else rule(value)
-
-
-_RATE_RE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")  # a DRF rate: "20/hour", "5/m"
-
-
-def _customer_data_problem(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None if callable(value) else "is not a dotted path or a callable"
-    try:
-        return None if callable(import_string(value)) else "does not name a callable"
-    except ImportError:
-        return "cannot be imported"
-
-
-def _base_template_problem(value: Any) -> str | None:
-    try:
-        return None if isinstance(value, str) and value and get_template(value) else "is not a name"
-    except TemplateDoesNotExist:
-        return "is not found by your TEMPLATES"
-
-
-def _redirect_wait_problem(value: Any) -> str | None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 30
-    return None if ok else f"must be a number of seconds from 0 to 30, not {value!r}"
-
-
-_VERIFICATION_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...] = tuple(
-    (name, _unless_none(rule), check_id, hint)
-    for name, rule, check_id, hint in (
-    ("VERIFICATION_CUSTOMER_DATA", _customer_data_problem, "iron_kyc.E017",
-     "Give the dotted path of a function of the user that returns a dict of email, name, "
-     "customer_type and external_id."),
-    ("VERIFICATION_ALLOW_EDD",
-     lambda v: None if isinstance(v, bool) else f"must be True or False, not {v!r}",
-     "iron_kyc.E018", "False (the default) refuses {'with_edd': true} from users."),
-    ("VERIFICATION_THROTTLE_RATE",
-     lambda v: None if isinstance(v, str) and _RATE_RE.match(v) else "is not a rate",
-     "iron_kyc.E019", "Give a Django REST framework rate, e.g. '20/hour', or None."),
-    ("VERIFICATION_BASE_TEMPLATE", _base_template_problem, "iron_kyc.E020",
-     "Name a template with the blocks 'title' and 'content', or None for the default."),
-    ("VERIFICATION_REDIRECT_WAIT", _redirect_wait_problem, "iron_kyc.E021",
-     "The page's button holds a worker while it waits for Iron's hosted URL (default 3)."),
-    )
-)  # fmt: skip
