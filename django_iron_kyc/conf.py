@@ -303,6 +303,45 @@ class IronKycSettings:
         sweep (what an outage of the broker or a lost task left behind)."""
         return timedelta(seconds=float(self._get("CREATE_RECOVERY_DELAY", 300)))
 
+    # --- End-user verification (the JSON endpoint and the page) -------------------------
+
+    @cached_property
+    def VERIFICATION_CUSTOMER_DATA(self) -> Any:
+        """``IRON_KYC_VERIFICATION_CUSTOMER_DATA`` (dotted path, callable or None, default
+        None): ``callable(user) -> dict`` giving the Iron customer's ``email``, ``name``,
+        ``customer_type`` and ``external_id`` when a user starts their own verification.
+        None: the user's email, full name, ``Person`` and primary key."""
+        return self._get("VERIFICATION_CUSTOMER_DATA", None)
+
+    @cached_property
+    def VERIFICATION_ALLOW_EDD(self) -> bool:
+        """``IRON_KYC_VERIFICATION_ALLOW_EDD`` (bool, default False): whether a user may ask
+        for enhanced due diligence (``{"with_edd": true}``) when starting their own."""
+        return bool(self._get("VERIFICATION_ALLOW_EDD", False))
+
+    @cached_property
+    def VERIFICATION_THROTTLE_RATE(self) -> str | None:
+        """``IRON_KYC_VERIFICATION_THROTTLE_RATE`` (DRF rate such as ``"20/hour"``, or None;
+        default ``"20/hour"``): how often one user may ask to start a verification (the JSON
+        ``POST`` and the page's button together). None: not throttled."""
+        value = self._get("VERIFICATION_THROTTLE_RATE", "20/hour")
+        return str(value) if value else None
+
+    @cached_property
+    def VERIFICATION_BASE_TEMPLATE(self) -> str | None:
+        """``IRON_KYC_VERIFICATION_BASE_TEMPLATE`` (template name or None, default None): the
+        template ``iron_kyc/verify.html`` extends. None: the project's ``base.html`` if it has
+        one, else the app's own minimal ``iron_kyc/base.html``."""
+        value = self._get("VERIFICATION_BASE_TEMPLATE", None)
+        return str(value) if value else None
+
+    @cached_property
+    def VERIFICATION_REDIRECT_WAIT(self) -> float:
+        """``IRON_KYC_VERIFICATION_REDIRECT_WAIT`` (seconds, default 3): after the page's
+        button is pressed, how long to wait for Iron's hosted URL before sending the browser
+        to the status page instead (which says the verification is being prepared)."""
+        return float(self._get("VERIFICATION_REDIRECT_WAIT", 3.0))
+
 
 iron_settings = IronKycSettings()
 

@@ -20,6 +20,7 @@ __all__ = [
     "IronKycError",
     "IronTransientError",
     "SandboxNotAllowedError",
+    "VerificationRequestError",
     "WebhookVerificationError",
 ]
 
@@ -146,3 +147,16 @@ class InvalidPayloadError(IronKycError, ValueError):
 
 class WebhookVerificationError(IronKycError, SuspiciousOperation):
     """A webhook delivery failed authentication (signature, timestamp, headers)."""
+
+
+class VerificationRequestError(IronKycError, ValueError):
+    """A user's request to start cannot be met as asked; ``code`` says why.
+
+    ``"email_required"``: the user has no email address, which Iron needs for a customer.
+    ``"edd_not_allowed"``: enhanced due diligence was asked for while
+    ``IRON_KYC_VERIFICATION_ALLOW_EDD`` is off. The message can be shown to the user.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        self.code = code
+        super().__init__(message)

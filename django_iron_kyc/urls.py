@@ -3,22 +3,26 @@
     path("iron/", include("django_iron_kyc.urls")),
 
 and register ``https://<your host>/iron/webhook/`` in Iron's Webhook console. The view is
-named ``iron_kyc:webhook``.
+named ``iron_kyc:webhook``. The same include adds the end-user JSON endpoint
+``iron_kyc:verification`` (``verification/``) and page ``iron_kyc:verify`` (``verify/``).
+For the webhook alone, include ``django_iron_kyc.urls_webhook`` instead.
 """
 
 from __future__ import annotations
 
 from django.urls import URLPattern, path
 
-from .webhooks import IronWebhookView
+from . import urls_webhook
+from .api import VerificationView
+from .views import VerifyView
 
 __all__ = ["app_name", "urlpatterns"]
 
 app_name = "iron_kyc"
 
 urlpatterns: list[URLPattern] = [
-    # IronWebhookView.as_view() is CSRF-exempt (DRF) and opts out of ATOMIC_REQUESTS on
-    # every database (transaction.non_atomic_requests), so a stored delivery or a recorded
-    # failure is never rolled back with the request.
-    path("webhook/", IronWebhookView.as_view(), name="webhook"),
+    *urls_webhook.urlpatterns,
+    # The signed-in user's own verification: JSON for frontends, a page for browsers.
+    path("verification/", VerificationView.as_view(), name="verification"),
+    path("verify/", VerifyView.as_view(), name="verify"),
 ]

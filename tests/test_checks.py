@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import io
+import re
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from celery import Celery
+from celery import _state as celery_state
 from django.conf import settings
 from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
@@ -63,10 +69,19 @@ def test_clean_settings_pass_call_command_check():
 
 def test_bad_settings_fail_call_command_check_with_the_id():
     with (
-        override_settings(**{**CLEAN, "IRON_KYC_API_KEY": ""}),
+        override_settings(**{**CLEAN, "IRON_KYC_API_KEY": 123}),
         pytest.raises(SystemCheckError, match=r"iron_kyc\.E001"),
     ):
         call_command("check")
+
+
+def test_a_project_without_the_api_key_yet_still_runs_and_is_told_what_is_missing():
+    """The README's settings read the key with os.environ.get: unset, it is ""."""
+    output = io.StringIO()
+    with override_settings(**{**CLEAN, "IRON_KYC_API_KEY": ""}):
+        call_command("check", stdout=output, stderr=output)  # no SystemCheckError
+    assert "iron_kyc.W004" in output.getvalue()
+    assert "IRON_KYC_API_KEY is not set" in output.getvalue()
 
 
 def test_defaults_with_an_api_key_raise_only_the_webhook_warning():
@@ -77,16 +92,53 @@ def test_defaults_with_an_api_key_raise_only_the_webhook_warning():
     assert [m.id for m in messages] == ["iron_kyc.W001"]
 
 
-@pytest.mark.parametrize("value", ["", "   ", None, 123])
-def test_e001_api_key_empty_or_not_a_string(value):
-    assert ids(IRON_KYC_API_KEY=value) == ["iron_kyc.E001"]
+@pytest.mark.parametrize("value", [123, ["key"], b"key"])
+def test_e001_api_key_not_a_string(value):
+    messages = iron_messages(IRON_KYC_API_KEY=value)
+    assert [m.id for m in messages] == ["iron_kyc.E001"]
+    assert isinstance(messages[0], Error)
 
 
-def test_e001_api_key_missing():
+@pytest.mark.parametrize("value", ["", "   ", None])
+def test_w004_api_key_empty(value):
+    messages = iron_messages(IRON_KYC_API_KEY=value)
+    assert [m.id for m in messages] == ["iron_kyc.W004"]
+    assert isinstance(messages[0], Warning)
+    assert "environment variable" in messages[0].hint
+
+
+def test_w004_api_key_missing():
     with without("IRON_KYC_API_KEY"):
         del settings.IRON_KYC_API_KEY
         found = [m.id for m in run_checks() if str(m.id).startswith("iron_kyc.")]
-    assert found == ["iron_kyc.E001"]
+    assert found == ["iron_kyc.W004"]
+
+
+def test_w003_no_celery_app_for_the_tasks():
+    """No project Celery app imported: the tasks would get Celery's fallback app."""
+    with mock.patch.object(celery_state, "default_app", None):
+        messages = iron_messages()
+    assert [m.id for m in messages] == ["iron_kyc.W003"]
+    assert isinstance(messages[0], Warning)
+    assert "CELERY_TASK_ALWAYS_EAGER" in messages[0].msg
+    assert "config_from_object('django.conf:settings', namespace='CELERY')" in messages[0].hint
+
+
+def test_w003_celerys_fallback_app_is_the_default():
+    # What Celery makes when a task is called with no app of the project's imported.
+    fallback = Celery("default", fixups=[], set_as_current=False, loader="default")
+    with mock.patch.object(celery_state, "default_app", fallback):
+        assert ids() == ["iron_kyc.W003"]
+    fallback.close()
+
+
+def test_w003_not_raised_with_the_projects_celery_app():
+    """The suite's tests/celery.py is the standard celery.py, imported by tests/__init__.py."""
+    project_app = Celery("yourproject", set_as_current=False)
+    project_app.config_from_object("django.conf:settings", namespace="CELERY")
+    with mock.patch.object(celery_state, "default_app", project_app):
+        assert ids() == []
+    project_app.close()
 
 
 @pytest.mark.parametrize(
@@ -289,7 +341,8 @@ def test_every_message_has_a_hint():
 
 
 def test_every_setting_is_checked():
-    """A setting added to conf.py needs a check (STYLE habit 2)."""
+    """A setting added to conf.py needs a check (STYLE habit 2): each one without a dedicated
+    check below is refused, by name, when set to something no setting takes."""
     dedicated = {
         "API_KEY",
         "BASE_URL",
@@ -305,14 +358,38 @@ def test_every_setting_is_checked():
         # Free-form strings sent as headers; any value is acceptable.
         "API_VERSION",
         "SUB_PARTNER_ID",
+        # The end-user endpoint and page's (tests/enduser/test_checks.py).
+        "VERIFICATION_CUSTOMER_DATA",
+        "VERIFICATION_ALLOW_EDD",
+        "VERIFICATION_THROTTLE_RATE",
+        "VERIFICATION_BASE_TEMPLATE",
+        "VERIFICATION_REDIRECT_WAIT",
     }
     names = {
         name
         for name, member in inspect.getmembers(IronKycSettings)
         if name.isupper() and isinstance(member, cached_property)
     }
-    missing = names - dedicated - set(checks._NUMBER_SETTINGS)
-    assert not missing, (
-        f"IRON_KYC_ settings without a system check: {sorted(missing)}; add numeric ones to "
-        "django_iron_kyc.checks._NUMBER_SETTINGS, others to a dedicated check."
+    unchecked = [
+        name
+        for name in sorted(names - dedicated)
+        if not any(
+            f"IRON_KYC_{name} " in m.msg for m in iron_messages(**{f"IRON_KYC_{name}": object()})
+        )
+    ]
+    assert not unchecked, (
+        f"IRON_KYC_ settings without a system check: {unchecked}; add numeric ones to "
+        "django_iron_kyc.checks' number settings (iron_kyc.E010), others to a dedicated check."
     )
+
+
+def test_every_check_id_is_in_the_readme_table():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `(iron_kyc\.[EW]\d{3})` \|", readme, re.M))
+    sources = (Path(checks.__file__).parent).glob("*.py")
+    raised = {
+        check_id
+        for source in sources
+        for check_id in re.findall(r'"(iron_kyc\.[EW]\d{3})"', source.read_text(encoding="utf-8"))
+    }
+    assert raised == documented

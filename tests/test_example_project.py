@@ -71,11 +71,13 @@ def assert_demo_passed(result: subprocess.CompletedProcess[str]) -> None:
         r"grace@example\.com\s+IdentificationRequired\s+Declined\s+no \(declined\)", out
     )
     assert re.search(r"alan@example\.com\s+Active\s+Approved\s+yes\n", out)
+    assert re.search(r"katherine@example\.com\s+Active\s+Approved\s+yes\n", out)
     # The outcome lines.
     assert "\nResult: OK\n" in out
     assert "  approved: ada@example.com (sandbox, then webhook)\n" in out
     assert "  declined: grace@example.com (sandbox, then webhook)\n" in out
     assert "  polled:   alan@example.com (approved at Iron, no webhook, found by polling)\n" in out
+    assert "  herself:  katherine@example.com (the verify page, then Iron's hosted page)\n" in out
 
 
 def test_demo_runs_the_whole_flow_and_reports_each_outcome() -> None:
@@ -89,13 +91,20 @@ def test_demo_runs_the_whole_flow_and_reports_each_outcome() -> None:
     )
     assert re.search(r"grace: webhook identification_status \(Declined\) .* -> HTTP 200", out)
     assert "alan: user 'alan' is verified: identification_approved was sent once (via poll)" in out
-    assert re.search(r"identification_approved\s+2\s+poll 1, sandbox 1\n", out)
+    assert re.search(r"identification_approved\s+3\s+poll 1, sandbox 1, webhook 1\n", out)
     assert re.search(r"identification_declined\s+1\s+sandbox 1\n", out)
     assert re.search(r"GET  /api/customers/\{id\}/identifications\s+1\n", out)
     assert re.search(r"POST /api/sandbox/identification/\{id\}\s+2\n", out)
     assert re.search(r"Time taken: \d+\.\d s\n", out)
     # The host project's receivers log, shown under the step that caused it.
     assert "log accounts.receivers: User alan@example.com is now verified" in out
+    # A user verifies herself: the app's page, one click to Iron's hosted page, and back.
+    assert 'katherine: logged in; /iron/verify/ says "Verify your identity"' in out
+    assert re.search(r"katherine: one click: .* 303 to Iron's hosted page http://127\.0\.0\.1", out)
+    assert (
+        'katherine: back on the page: "Your identity is verified" (JSON: approved); '
+        "user 'katherine' is verified"
+    ) in out
     # The temporary database is gone: the next run starts clean.
     [db] = re.findall(r"fresh SQLite file (\S+), migrated", out)
     assert not Path(db).exists()
@@ -265,4 +274,42 @@ def test_devserver_lets_the_printed_superuser_approve_in_sandbox_in_the_admin(
     assert "1 identification approved in sandbox" in approved.text
     assert "ada@example.com" in verified.text
     assert "grace@example.com" not in verified.text
+    assert devserver.stop() == 0
+
+
+def test_devserver_lets_the_printed_demo_user_verify_herself_on_the_page(
+    devserver: Devserver,
+) -> None:
+    printed = devserver.wait_for("Quit the server with")
+    demo = re.search(r"Demo user: +(\S+) .*\n +username: (\S+)\n +password: (\S+)", printed)
+    assert demo, printed
+    login_url, username, password = demo.groups()
+    session = requests.Session()
+    session.trust_env = False  # loopback only, never through a proxy
+    session.get(login_url, timeout=10).raise_for_status()
+
+    page = session.post(
+        login_url,
+        data={
+            "username": username,
+            "password": password,
+            "csrfmiddlewaretoken": session.cookies["csrftoken"],
+        },
+        timeout=10,
+    )
+    pressed = session.post(
+        f"{devserver.base_url}/iron/verify/",
+        data={"csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        timeout=30,
+        allow_redirects=False,
+    )
+    hosted = session.get(pressed.headers["Location"], timeout=10)
+
+    assert page.url == f"{devserver.base_url}/iron/verify/", page.text
+    assert "Verify my identity</button>" in page.text
+    assert pressed.status_code == 303
+    assert "<h1>Fake Iron identification</h1>" in hosted.text
+    state = session.get(f"{devserver.base_url}/iron/verification/", timeout=10).json()
+    assert state["phase"] == "in_progress"
+    assert state["hosted_url"] == pressed.headers["Location"]
     assert devserver.stop() == 0

@@ -12,14 +12,10 @@ from django.apps import apps
 from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import IntegrityError, connection, transaction
-from django.test.utils import CaptureQueriesContext
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
-from django_iron_kyc.payloads import parse_event
-from django_iron_kyc.services.deliveries import already_acted_on
-from django_iron_kyc.testing import build_event, encode_event
 
 S = Identification.Status
 TERMINAL = [S.APPROVED, S.DECLINED, S.EXPIRED, S.ARCHIVED]
@@ -263,29 +259,6 @@ def test_webhook_delivery_decodes_its_body():
     assert delivery.get_payload() == {"type": "ping"}
     assert delivery.outcome == WebhookDelivery.Outcome.RECEIVED
     assert "delivery" in str(delivery)
-
-
-@pytest.mark.postgres
-def test_duplicate_event_lookup_uses_the_partial_event_key_index():
-    """The index holds processed deliveries only; the lookup must ask for exactly those.
-
-    If ``already_acted_on`` stopped filtering on ``outcome='processed'``, PostgreSQL could
-    not use the partial index and would read the whole table on every delivery.
-    """
-    event = parse_event(
-        encode_event(
-            build_event("identification_status", uuid.uuid4(), uuid.uuid4(), "Pending")
-        ).decode()
-    )
-    row = WebhookDelivery.objects.create(body="{}", event_key=event.key)
-    with CaptureQueriesContext(connection) as queries:
-        assert already_acted_on(row, event) is False
-    (query,) = queries.captured_queries
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_seqscan = off")
-        cursor.execute("EXPLAIN " + query["sql"])
-        plan = "\n".join(line for (line,) in cursor.fetchall())
-    assert "iron_kyc_delivery_event_key" in plan, plan
 
 
 # --- app, permissions, migrations ---------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +24,7 @@ from django_iron_kyc.payloads import (
     parse_iron_datetime,
 )
 from django_iron_kyc.testing import build_event, encode_event
+from tests.support import IRON_FIXTURES
 
 IRON_ID = uuid.UUID("6fefa0f0-2a53-4771-9be0-b199a8830323")
 CUSTOMER_ID = uuid.UUID("27488075-1192-4846-9573-7b8e7d8d6e07")
@@ -140,3 +144,46 @@ def test_parse_event_keeps_another_type_without_refusing_it() -> None:
     event = parse_event('{"type": "ping", "timestamp": "2026-01-15T10:00:00Z", "data": {}}')
     assert not event.handled
     assert (event.type, event.object_iron_id, event.status) == ("ping", None, "")
+
+
+# --- Iron's documented payloads --------------------------------------------------------------
+
+
+def as_json(value: Any) -> Any:
+    """A parsed value as the fixtures' ``expect`` writes it."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+def the_page_item(body: dict[str, Any]) -> RemoteIdentification:
+    """The one identification of a page of ``GET /api/customers/{id}/identifications``."""
+    (item,) = [RemoteIdentification.from_api(item) for item in body["items"]]
+    return item
+
+
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "RemoteIdentification": RemoteIdentification.from_api,
+    "RemoteIdentification page": the_page_item,
+    "RemoteCustomer": RemoteCustomer.from_api,
+    "parse_event": lambda body: parse_event(json.dumps(body)),
+}
+
+
+@pytest.mark.parametrize("path", sorted(IRON_FIXTURES.glob("*.json")), ids=lambda path: path.stem)
+def test_documented_iron_payloads_parse(path: Path) -> None:
+    """Each payload Iron documents (IRON_API.md Part B; the file says where from) parses into
+    what it says."""
+    fixture = json.loads(path.read_text())
+    assert fixture["source"].startswith("IRON_API.md Part B")
+
+    parsed = PARSERS[fixture["parse_with"]](fixture["body"])
+
+    assert {name: as_json(getattr(parsed, name)) for name in fixture["expect"]} == fixture["expect"]
+
+
+def test_every_kind_of_documented_payload_has_a_fixture() -> None:
+    kinds = {json.loads(p.read_text())["parse_with"] for p in IRON_FIXTURES.glob("*.json")}
+    assert kinds == set(PARSERS)

@@ -14,7 +14,7 @@ from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.services import RemoteIdentification, apply_identification_state
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import IdentificationFactory
-from tests.test_lifecycle import mirror_customer, mirror_identification
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
 
 T0 = datetime(2026, 1, 15, 10, 0, tzinfo=dt_timezone.utc)
 
@@ -130,12 +130,6 @@ def test_a_failing_receiver_neither_stops_the_others_nor_undoes_the_change(
 
 
 # --- the source of each path -------------------------------------------------------------
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    return fake_iron
 
 
 def approvals(iron_signals: Any) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,8 +16,9 @@ from django_iron_kyc.exceptions import IronAPIError, IronTransientError
 from django_iron_kyc.models import Identification
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory
+from django_iron_kyc.testing.mirror import mirror_customer
 from tests.celery import app
-from tests.test_lifecycle import CREATE_PATH, mirror_customer
+from tests.support import CREATE_PATH
 
 pytestmark = pytest.mark.django_db
 
@@ -30,9 +32,21 @@ ALL_TASKS = (
 
 
 @pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    return fake_iron
+def recorded_retries(monkeypatch: pytest.MonkeyPatch) -> Callable[[Any], list[dict[str, Any]]]:
+    """``recorded_retries(task)``: from now on ``task.retry(...)`` raises ``Retry`` at once
+    instead of enqueueing the retry; the list it returns fills with each call's kwargs."""
+
+    def record(task: Any) -> list[dict[str, Any]]:
+        retries: list[dict[str, Any]] = []
+
+        def record_retry(self: Any, **kwargs: Any) -> Retry:
+            retries.append(kwargs)
+            return Retry("recorded", when=kwargs["countdown"])
+
+        monkeypatch.setattr(type(task._get_current_object()), "retry", record_retry)
+        return retries
+
+    return record
 
 
 def intent(iron: FakeIron) -> Identification:
@@ -200,17 +214,9 @@ def test_create_task_for_a_deleted_row_does_nothing(iron: FakeIron) -> None:
 
 
 def test_create_task_retry_countdown_honours_retry_after(
-    iron: FakeIron, monkeypatch: pytest.MonkeyPatch
+    iron: FakeIron, recorded_retries: Callable[[Any], list[dict[str, Any]]]
 ) -> None:
-    retries: list[dict[str, Any]] = []
-
-    def record_retry(self: Any, **kwargs: Any) -> Retry:
-        retries.append(kwargs)
-        return Retry("recorded", when=kwargs["countdown"])
-
-    monkeypatch.setattr(
-        type(tasks.create_identification._get_current_object()), "retry", record_retry
-    )
+    retries = recorded_retries(tasks.create_identification)
     row = intent(iron)
     iron.fail_next(method="POST", status=429, retry_after=300)
     with pytest.raises(Retry):
@@ -235,15 +241,9 @@ def test_retry_countdown_backs_off_with_jitter_and_a_cap(settings: Any) -> None:
 
 
 def test_refresh_task_retries_transient_errors(
-    iron: FakeIron, monkeypatch: pytest.MonkeyPatch
+    iron: FakeIron, recorded_retries: Callable[[Any], list[dict[str, Any]]]
 ) -> None:
-    retries: list[dict[str, Any]] = []
-
-    def record_retry(self: Any, **kwargs: Any) -> Retry:
-        retries.append(kwargs)
-        return Retry("recorded", when=kwargs["countdown"])
-
-    monkeypatch.setattr(type(tasks.refresh_customer._get_current_object()), "retry", record_retry)
+    retries = recorded_retries(tasks.refresh_customer)
     customer = mirror_customer(iron)
     iron.fail_next(method="GET", status=503, retry_after=42)
     with pytest.raises(Retry):

@@ -1,8 +1,9 @@
-"""The admin of customers: start identifications (also superseding one), refresh from Iron.
+"""The admin of customers: create one at Iron, start identifications, refresh from Iron.
 
-Starting one calls ``services.start_identification`` and is written to Django's admin log
-with the staff user; the "start a new identification" button supersedes the one in flight
-after a confirmation page.
+Creating calls ``services.create_customer`` (:mod:`.customer_create`); starting calls
+``services.start_identification`` after a confirmation page that says whether it supersedes
+the identification in flight. Both are written to Django's admin log with the staff user.
+Only the link to one of this site's users is editable; nothing is deleted here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
@@ -23,14 +23,34 @@ from django.utils.translation import gettext_lazy as _
 from .. import services
 from ..exceptions import IdentificationInFlightError, IdentificationStateError, IronKycError
 from ..models import Customer, Identification
-from .base import IronModelAdmin, Tally, describe_error, fieldset_fields, refresh_customers
+from .base import (
+    IronModelAdmin,
+    Tally,
+    Tool,
+    describe_error,
+    fieldset_fields,
+    refresh_customers,
+    technical,
+)
+from .customer_create import create_customer_view
+from .display import (
+    customer_name,
+    customer_title,
+    identification_name,
+    identification_notes,
+    identification_title,
+    seconds_column,
+    status_column,
+    status_text,
+)
+from .filters import StatusFilter
 
 if TYPE_CHECKING:
     IdentificationInlineBase = admin.TabularInline[Identification, Customer]
 else:
     IdentificationInlineBase = admin.TabularInline
 
-__all__ = ["CustomerAdmin", "IdentificationInline"]
+__all__ = ["CustomerAdmin", "CustomerStatusFilter", "IdentificationInline"]
 
 
 _STARTED = ngettext_lazy(
@@ -52,66 +72,80 @@ class _StartOutcome:
         return self.refused or self.failed
 
 
-def _identification_label(iron_id: Any, pk: Any) -> str:
-    return str(iron_id) if iron_id else gettext("intent #%(pk)s") % {"pk": pk}
+class CustomerStatusFilter(StatusFilter):
+    statuses = Customer.Status
 
 
 class IdentificationInline(IdentificationInlineBase):
     """The customer's identifications, newest first, read-only (links to each one)."""
 
     model = Identification
+    template = "admin/iron_kyc/customer/identifications_inline.html"
     extra = 0
     can_delete = False
-    show_change_link = True
-    fields = ("iron_id", "status", "with_edd", "superseded_at", "failed_at", "iron_updated_at")
+    fields = ("identification", "status_label", "notes", "updated_at_iron")
     readonly_fields = fields
     ordering = ("-created_at", "-pk")
+    status_label = status_column(Identification.Status)
+    updated_at_iron = seconds_column("iron_updated_at", _("updated at Iron"))
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    @admin.display(description=_("identification"))
+    def identification(self, obj: Identification) -> str:
+        return identification_name(obj.iron_id, obj.pk)
+
+    @admin.display(description=_("notes"))
+    def notes(self, obj: Identification) -> str:
+        return ", ".join(identification_notes(obj)) or "-"
+
 
 @admin.register(Customer)
 class CustomerAdmin(IronModelAdmin):
-    """Customers at Iron: start identifications (also superseding), refresh from Iron."""
+    """Customers at Iron: create, start identifications (also superseding), refresh."""
 
-    list_display = (
-        "__str__",
-        "iron_id",
-        "user",
-        "status",
-        "customer_type",
-        "current_identification_link",
-        "current_identification_status",
-        "created_at",
-    )
+    list_display = ("customer", "status_label", "current_identification_link", "user", "created")
     list_select_related = ("user",)
-    list_filter = ("status", "customer_type")
+    list_filter = (CustomerStatusFilter, "customer_type")
     raw_id_fields = ("user",)
     actions = ("start_identification", "start_identification_with_edd", "refresh_from_iron")
     inlines = (IdentificationInline,)
     fieldsets = (
-        (None, {"fields": ("user", "current_identification_display")}),
         (
-            _("At Iron (read-only)"),
+            None,
             {
                 "fields": (
-                    "iron_id",
-                    "status",
-                    "customer_type",
+                    "user",
                     "email",
                     "name",
+                    "status_label",
+                    "customer_type",
                     "external_id",
-                    "iron_created_at",
-                    "iron_updated_at",
-                    "idempotency_key",
+                    "current_identification_display",
                     "last_error",
                 )
             },
         ),
-        (_("Local"), {"fields": ("created_at", "updated_at")}),
+        technical(
+            "iron_id",
+            "idempotency_key",
+            "iron_created_at",
+            "iron_updated_at",
+            "created_at",
+            "updated_at",
+        ),
     )
     readonly_fields = fieldset_fields(fieldsets, exclude=("user",))
+    only_when_set = ("last_error",)
+    # Adding is creating at Iron, a page of its own: no "Save and add another" here.
+    change_view_context = {"show_save_and_add_another": False}
+    status_label = status_column(Customer.Status)
+    created = seconds_column("created_at", _("created"))
+    object_views = (
+        ("start-identification", "start_view"),
+        ("refresh", "refresh_view"),
+    )
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         user_model = get_user_model()
@@ -121,7 +155,7 @@ class CustomerAdmin(IronModelAdmin):
             if name and lookup not in fields:
                 try:
                     user_model._meta.get_field(name)
-                except Exception:  # noqa: S112 - a custom user model without that field
+                except FieldDoesNotExist:  # a custom user model without that field
                     continue
                 fields.append(lookup)
         return fields
@@ -137,32 +171,42 @@ class CustomerAdmin(IronModelAdmin):
             current_identification_status_value=Subquery(current.values("status")[:1]),
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        # A row added here would not exist at Iron: customers come from services.create_customer.
-        return False
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # Creates the customer at Iron through services.create_customer, not a bare row.
+        return create_customer_view(self, request, form_url, extra_context)
 
-    @admin.display(description=_("current identification"))
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {
+            "iron_kyc_add_label": gettext("Create a customer at Iron"),
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, context)
+
+    def object_title(self, obj: Customer) -> str:
+        return customer_title(obj)
+
+    def customer_of(self, obj: Customer) -> Customer:
+        return obj
+
+    @admin.display(description=_("customer"), ordering="email")
+    def customer(self, obj: Customer) -> str:
+        return customer_name(obj)
+
+    @admin.display(
+        description=_("current identification"), ordering="current_identification_status_value"
+    )
     def current_identification_link(self, obj: Customer) -> SafeString | str:
         pk = getattr(obj, "current_identification_pk", None)
         if pk is None:
             return "-"
-        url = self.object_url("change", pk, Identification)
-        label = _identification_label(getattr(obj, "current_identification_iron_id", None), pk)
-        return format_html('<a href="{}">{}</a>', url, label)
-
-    @admin.display(
-        description=_("identification status"), ordering="current_identification_status_value"
-    )
-    def current_identification_status(self, obj: Customer) -> str:
-        if getattr(obj, "current_identification_pk", None) is None:
-            return "-"
-        value = getattr(obj, "current_identification_status_value", "") or ""
-        if not value:
-            return gettext("not at Iron yet")
-        return (
-            str(Identification.Status(value).label)
-            if value in Identification.Status.values
-            else value
+        name = identification_name(getattr(obj, "current_identification_iron_id", None), pk)
+        status = getattr(obj, "current_identification_status_value", "") or ""
+        return self.object_link(
+            f"{name} · {status_text(status, Identification.Status)}", pk, Identification
         )
 
     @admin.display(description=_("current identification"))
@@ -170,8 +214,9 @@ class CustomerAdmin(IronModelAdmin):
         identification = obj.current_identification
         if identification is None:
             return "-"
-        url = self.object_url("change", identification.pk, Identification)
-        return format_html('<a href="{}">{}</a>', url, str(identification))
+        return self.object_link(
+            identification_title(identification), identification.pk, Identification
+        )
 
     # Actions ----------------------------------------------------------------------------
 
@@ -194,12 +239,12 @@ class CustomerAdmin(IronModelAdmin):
         except IdentificationInFlightError:
             return _StartOutcome(
                 refused=gettext("customer %(customer)s already has an identification in flight")
-                % {"customer": customer}
+                % {"customer": customer_name(customer)}
             )
         except IdentificationStateError as error:
             return _StartOutcome(refused=str(error))
         except IronKycError as error:
-            return _StartOutcome(failed=f"{customer}: {describe_error(error)}")
+            return _StartOutcome(failed=f"{customer_name(customer)}: {describe_error(error)}")
         identification.refresh_from_db()
         kind = gettext("with EDD") if with_edd else gettext("Link")
         text = (
@@ -209,11 +254,16 @@ class CustomerAdmin(IronModelAdmin):
             )
             if force
             else gettext("Started identification %(identification)s (%(kind)s).")
-        ) % {"identification": identification, "kind": kind}
+        ) % {
+            "identification": identification_name(identification.iron_id, identification.pk),
+            "kind": kind,
+        }
         self.log_change(request, customer, text)
         if identification.failed_at is not None:
             # Celery ran the creation at once (eager) and Iron refused it.
-            return _StartOutcome(identification, failed=f"{customer}: {identification.last_error}")
+            return _StartOutcome(
+                identification, failed=f"{customer_name(customer)}: {identification.last_error}"
+            )
         return _StartOutcome(identification)
 
     def _start_identifications(
@@ -234,35 +284,52 @@ class CustomerAdmin(IronModelAdmin):
     def refresh_from_iron(self, request: HttpRequest, queryset: QuerySet[Customer]) -> None:
         refresh_customers(self, request, queryset)
 
-    # The "start a new identification" button ----------------------------------------------
+    # The change page's buttons ------------------------------------------------------------
 
-    object_views = (("start-identification", "supersede_view"),)
+    def object_tools(self, request: HttpRequest, obj: Customer) -> list[Tool]:
+        tools = []
+        if self.has_change_permission(request, obj):
+            in_flight = Identification.objects.in_flight().filter(customer=obj).exists()
+            label = (
+                gettext("Start a new identification (supersedes the one in flight)")
+                if in_flight
+                else gettext("Start an identification")
+            )
+            url = self.object_url("start-identification", obj.pk)
+            tools.append(Tool(url, label, "iron-kyc-start-identification"))
+        return [*tools, *self.refresh_tool(request, obj)]
 
-    def object_tools(self, request: HttpRequest, obj: Customer) -> dict[str, Any]:
-        if not self.has_change_permission(request, obj):
-            return {}
-        return {"iron_start_identification_url": self.object_url("start-identification", obj.pk)}
-
-    def supersede_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Confirm, then start a new identification with ``force=True``."""
+    def start_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Confirm, then start an identification (superseding the one in flight if the
+        confirmation page said so)."""
         customer = self.get_object_or_404(request, object_id)
         if not self.has_change_permission(request, customer):
             raise PermissionDenied
         change_url = self.object_url("change", customer.pk)
         if request.method == "POST":
             with_edd = request.POST.get("with_edd") in {"on", "1", "true", "yes"}
-            outcome = self._start_one(request, customer, with_edd=with_edd, force=True)
-            if outcome.reason:
+            # Supersede only what the staff member saw on the confirmation page: one that
+            # went in flight meanwhile is refused, not superseded by surprise.
+            force = request.POST.get("supersede") == "yes"
+            outcome = self._start_one(request, customer, with_edd=with_edd, force=force)
+            if outcome.reason or outcome.identification is None:
                 self.message_user(
                     request,
                     gettext("No identification started: %(reason)s") % {"reason": outcome.reason},
                     messages.ERROR,
                 )
             else:
+                started = outcome.identification
                 self.message_user(
                     request,
-                    gettext("Identification %(identification)s started for %(customer)s.")
-                    % {"identification": outcome.identification, "customer": customer},
+                    gettext(
+                        "Identification %(identification)s started for %(customer)s (%(status)s)."
+                    )
+                    % {
+                        "identification": identification_name(started.iron_id, started.pk),
+                        "customer": customer_name(customer),
+                        "status": status_text(started.status, Identification.Status),
+                    },
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(change_url)
@@ -273,9 +340,13 @@ class CustomerAdmin(IronModelAdmin):
             request,
             "admin/iron_kyc/customer/start_identification_confirmation.html",
             {
-                "title": gettext("Start a new identification?"),
+                "title": gettext("Start a new identification?")
+                if in_flight
+                else gettext("Start an identification?"),
                 "object": customer,
-                "in_flight": list(in_flight),
+                "customer_name": customer_name(customer),
+                "iron_kyc_title": customer_title(customer),
+                "in_flight": [identification_title(i) for i in in_flight],
                 "change_url": change_url,
             },
         )

@@ -12,6 +12,8 @@ goes through :func:`apply_identification_state` or :func:`apply_customer_state`
   (:mod:`.customers`, applied by :mod:`.sync`).
 - :func:`sandbox_approve` / :func:`sandbox_decline`: sandbox decisions (:mod:`.sandbox`).
 - :func:`poll_due_identifications`: the periodic sweep (:mod:`.polling`).
+- :func:`verification_status` / :func:`start_verification`: a signed-in user's own
+  verification, as the end-user endpoint and page show it (:mod:`.verification`).
 
 Stored webhook deliveries are acted on in :mod:`.deliveries`.
 """
@@ -25,13 +27,23 @@ from .polling import PollSweepResult, poll_due_identifications
 from .sandbox import sandbox_approve, sandbox_decline
 from .sources import Source
 from .state import ApplyResult
+from .verification import (
+    Phase,
+    StartResult,
+    VerificationStatus,
+    start_verification,
+    verification_status,
+)
 
 __all__ = [
     "ApplyResult",
+    "Phase",
     "PollSweepResult",
     "RemoteCustomer",
     "RemoteIdentification",
     "Source",
+    "StartResult",
+    "VerificationStatus",
     "apply_customer_state",
     "apply_identification_state",
     "create_customer",
@@ -42,5 +54,7 @@ __all__ = [
     "sandbox_approve",
     "sandbox_decline",
     "start_identification",
+    "start_verification",
     "submit_identification",
+    "verification_status",
 ]

@@ -12,6 +12,7 @@ Stops on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -79,6 +80,10 @@ def main(argv: Sequence[str] | None = None, *, stop: threading.Event | None = No
     print("Settings for your Django project:")
     for name, value in fake.django_settings().items():
         print(f"    {name} = {value!r}")
+    # The README's settings read these three from the environment.
+    print("or, for settings that read them from the environment, in the server's shell:")
+    for name, value in fake.django_settings().items():
+        print(f"    export {name}={shlex.quote(str(value))}")
     if args.webhook_url:
         mode = "sent at once" if args.auto_deliver else "held (no --auto-deliver)"
         print(f"Webhooks to {args.webhook_url}: {mode}")

@@ -110,6 +110,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
+# A user who logs in lands on their own verification page (django-iron-kyc's iron_kyc:verify).
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "iron_kyc:verify"
 
 # --- database -----------------------------------------------------------------------------
 
@@ -155,7 +158,7 @@ FAKE_IRON_WEBHOOK_SECRET = "test_secret"
 IRON_KYC_BASE_URL = env("IRON_KYC_BASE_URL", FAKE_IRON_URL)
 _talks_to_fake = is_loopback_host(urlsplit(IRON_KYC_BASE_URL).hostname)
 # Against a fake on loopback the fake's credentials are the defaults; against Iron there are
-# none, and `manage.py check` says so (iron_kyc.E001 / W001) rather than sending a wrong key.
+# none, and `manage.py check` says so (iron_kyc.W004 / W001) rather than sending a wrong key.
 IRON_KYC_API_KEY = env("IRON_KYC_API_KEY", FAKE_IRON_API_KEY if _talks_to_fake else "")
 IRON_KYC_WEBHOOK_SECRET = env(
     "IRON_KYC_WEBHOOK_SECRET", FAKE_IRON_WEBHOOK_SECRET if _talks_to_fake else ""

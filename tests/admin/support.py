@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from html.parser import HTMLParser
 from typing import Any
 
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -124,3 +125,63 @@ def delivery_for(identification: Identification, status: str, **fields: Any) -> 
         body=encode_event(event).decode(),
         **fields,
     )
+
+
+class _FieldText(HTMLParser):
+    """The text shown for one admin field: list cells, inline cells, read-only values."""
+
+    VOID = frozenset({"br", "img", "input", "hr", "meta", "link"})
+
+    def __init__(self, field: str) -> None:
+        super().__init__()
+        self.css_class = f"field-{field}"
+        self.texts: list[str] = []
+        self._depth = 0  # inside a field element: its nesting depth
+        self._label_depth = 0  # inside its <label>: skipped
+        self._current: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.VOID:
+            if tag == "br" and self._depth:
+                self._current.append(" ")
+            return
+        if self._depth:
+            self._depth += 1
+            if tag == "label":
+                self._label_depth = self._depth
+        elif self.css_class in (dict(attrs).get("class") or "").split():
+            self._depth = 1
+            self._current = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.VOID or not self._depth:
+            return
+        if self._depth == self._label_depth:
+            self._label_depth = 0
+        self._depth -= 1
+        if not self._depth:
+            self.texts.append(" ".join("".join(self._current).split()))
+
+    def handle_data(self, data: str) -> None:
+        if self._depth and not self._label_depth:
+            self._current.append(data)
+
+
+def field_texts(response: Any, field: str) -> list[str]:
+    """What a page shows for ``field``, in order: each list cell, inline cell or value."""
+    parser = _FieldText(field)
+    parser.feed(response.content.decode())
+    return parser.texts
+
+
+def tools_of(response: Any) -> list[str]:
+    """The labels of the buttons at the top of a change page, in order."""
+    tools = re.search(r'<ul class="object-tools">(.*?)</ul>', response.content.decode(), re.S)
+    if tools is None:
+        return []
+    labels = re.findall(r"<(?:a|button)\b[^>]*>([^<]+)</(?:a|button)>", tools.group(1))
+    return [label.strip() for label in labels]
+
+
+def refresh_url(model: str, obj: Any) -> str:
+    return reverse(f"admin:iron_kyc_{model}_refresh", args=[obj.pk])

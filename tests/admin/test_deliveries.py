@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from .support import (
     change,
     changelist,
     delivery_for,
+    field_texts,
     identification_at_iron,
     messages_of,
     post_action,
@@ -111,3 +114,92 @@ def test_reprocess_action_reports_a_delivery_that_fails_again(admin_client, monk
     assert messages_of(response) == [
         "0 deliveries reprocessed; 1 failed (msg_broken: RuntimeError: database on fire)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        pytest.param("[" * 30_000 + "]" * 30_000, "[[[[[[[[", id="nested-deeper-than-json-reads"),
+        pytest.param('{"name": "\\ud800"}', '"name": "\\ud800"', id="lone-surrogate-in-json"),
+        pytest.param('{"name": "\\udc00" oops', "\\udc00&quot; oops", id="not-json"),
+        pytest.param("<script>alert(1)</script>", "&lt;script&gt;alert(1)", id="html"),
+        pytest.param('{"b": 1, "a": "Zoë"}', "{\n  &quot;a&quot;: &quot;Zoë&quot;,", id="json"),
+    ],
+)
+def test_webhook_delivery_page_shows_any_stored_body_safely(admin_client, body, shown):
+    delivery = WebhookDelivery.objects.create(webhook_id="msg_1", body=body)
+
+    response = admin_client.get(change("webhookdelivery", delivery.pk))
+
+    assert response.status_code == 200
+    content = response.content.decode()
+    assert shown.replace('"', "&quot;") in content
+    assert "<script>alert" not in content
+
+
+def test_webhook_delivery_page_caps_a_long_body():
+    client = staff_client("view_webhookdelivery")
+    body = '"' + "x" * 50_000 + '"'
+    delivery = WebhookDelivery.objects.create(webhook_id="msg_1", body=body)
+
+    content = client.get(change("webhookdelivery", delivery.pk)).content.decode()
+
+    assert "x" * 19_000 in content
+    assert "x" * 20_001 not in content
+    assert "30002 more characters not shown" in content
+
+
+def test_delivery_list_shows_times_to_the_second_errors_and_links(admin_client):
+    customer = CustomerFactory(name="Ada Lovelace", email="ada@example.com")
+    identification = IdentificationFactory(customer=customer)
+    received = datetime(2025, 3, 13, 14, 5, 9, tzinfo=dt_timezone.utc)
+    failed = delivery_for(
+        identification,
+        "PendingReview",
+        outcome="failed",
+        error="RuntimeError: database on fire\nand a second line",
+        received_at=received,
+    )
+    stranger = IdentificationFactory.build(customer=CustomerFactory.build())
+    delivery_for(stranger, "Approved", outcome="unknown_object")
+
+    response = admin_client.get(changelist("webhookdelivery"))
+
+    content = response.content.decode()
+    assert "2025-03-13 14:05:09" in field_texts(response, "received")
+    assert field_texts(response, "event") == [
+        "identification_status Approved",
+        "identification_status Pending review",
+    ]
+    assert field_texts(response, "error_summary") == ["-", "RuntimeError: database on fire"]
+    assert field_texts(response, "about") == [
+        "-",
+        f"Ada Lovelace {str(identification.iron_id)[:8]}",
+    ]
+    assert f'<a href="{change("customer", customer.pk)}">' in content
+    assert f'<a href="{change("identification", identification.pk)}">' in content
+    assert str(failed.customer_iron_id) not in content  # short ids and names only
+
+
+def test_delivery_page_is_titled_by_event_person_and_outcome(admin_client):
+    customer = CustomerFactory(name="Ada Lovelace", email="ada@example.com")
+    delivery = delivery_for(
+        IdentificationFactory(customer=customer), "Approved", outcome="processed"
+    )
+
+    response = admin_client.get(change("webhookdelivery", delivery.pk))
+
+    title = "identification_status Approved for Ada Lovelace &lt;ada@example.com&gt; · Processed"
+    assert f"<h2>{title}</h2>" in response.content.decode()
+    assert field_texts(response, "customer_link") == ["Ada Lovelace <ada@example.com>"]
+
+
+def test_delivery_list_filters_the_ones_that_need_someone(admin_client):
+    failed = WebhookDelivery.objects.create(webhook_id="a", body="{}", outcome="failed")
+    waiting = WebhookDelivery.objects.create(webhook_id="b", body="{}", outcome="received")
+    WebhookDelivery.objects.create(webhook_id="c", body="{}", outcome="processed")
+
+    response = admin_client.get(changelist("webhookdelivery"), {"attention": "yes"})
+
+    assert set(response.context["cl"].result_list) == {failed, waiting}
+    assert "Failed or not acted on yet" in response.content.decode()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
 from django.contrib.admin.models import CHANGE
 from django.urls import reverse
+from django.utils import timezone
 
+from django_iron_kyc.admin.display import identification_title
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Identification
 from django_iron_kyc.testing.factories import IdentificationFactory
@@ -19,13 +22,16 @@ from .support import (
     change,
     changelist,
     customer_at_iron,
+    field_texts,
     identification_at_iron,
     levels_of,
     local_customer,
     messages_of,
     post_action,
+    refresh_url,
     sandbox_url,
     staff_client,
+    tools_of,
 )
 
 pytestmark = pytest.mark.django_db
@@ -74,7 +80,7 @@ def test_identification_hosted_url_is_a_link_opening_in_a_new_tab(admin_client):
     assert "javascript:alert(1)" in hostile_content
 
 
-def test_identification_fields_from_iron_are_read_only(admin_client):
+def test_identification_is_read_only_for_everyone_with_no_save_or_delete(admin_client):
     identification = IdentificationFactory(url="")
 
     page = admin_client.get(change("identification", identification.pk)).content.decode()
@@ -82,12 +88,17 @@ def test_identification_fields_from_iron_are_read_only(admin_client):
         change("identification", identification.pk),
         {"status": "Approved", "iron_id": str(uuid.uuid4()), "url": "https://evil.example"},
     )
+    delete = admin_client.get(
+        reverse("admin:iron_kyc_identification_delete", args=[identification.pk])
+    )
 
     assert str(identification.idempotency_key) in page
     assert 'name="status"' not in page
-    assert 'value="Save"' not in page
+    assert 'value="Save' not in page  # neither Save nor Save and continue: nothing to save
+    assert "deletelink" not in page
     assert admin_client.get(reverse("admin:iron_kyc_identification_add")).status_code == 403
-    assert response.status_code == 302
+    assert (response.status_code, delete.status_code) == (403, 403)
+    assert "delete_selected" not in action_names(admin_client.get(changelist("identification")))
     refreshed = Identification.objects.get(pk=identification.pk)
     assert (refreshed.status, refreshed.iron_id, refreshed.url) == (
         "Pending",
@@ -126,7 +137,7 @@ def test_sandbox_button_confirms_then_decides_at_iron_and_logs_it(
     assert f'href="{sandbox_url(decision, pending)}"' in page
     assert label in page
     assert confirmation.status_code == 200
-    assert str(pending.iron_id) in confirmation.content.decode()
+    assert identification_title(pending) in confirmation.content.decode()
     assert response.status_code == 302
     assert response["Location"] == change("identification", pending.pk)
     pending.refresh_from_db()
@@ -150,7 +161,10 @@ def test_sandbox_buttons_absent_on_a_decided_identification(admin_client, fake_i
 
     assert "in sandbox" not in page
     assert response.status_code == 302
-    assert messages_of(response) == [f"{decided} is not pending at Iron: nothing was sent."]
+    assert messages_of(response) == [
+        f"Identification {str(decided.iron_id)[:8]} of {decided.customer.email} · Approved "
+        "is not pending at Iron: nothing was sent."
+    ]
     assert fake_iron.requests_to("POST", SANDBOX_PATH) == []
 
 
@@ -226,11 +240,12 @@ def test_sandbox_action_confirms_first_then_reports_counts(admin_client, fake_ir
     content = confirmation.content.decode()
     assert confirmation.status_code == 200
     assert "Yes, approve in sandbox" in content
-    assert str(first.iron_id) in content
+    assert identification_title(first) in content
     assert "will be skipped" in content
     assert response.status_code == 302
     assert messages_of(response) == [
-        f"2 identifications approved in sandbox; 1 refused ({decided} is not pending at Iron)"
+        "2 identifications approved in sandbox; 1 refused "
+        f"({identification_title(decided)} is not pending at Iron)"
     ]
     assert levels_of(response) == ["warning"]
     assert (
@@ -252,3 +267,110 @@ def test_sandbox_action_reports_irons_error_message(admin_client, fake_iron):
     assert "Iron answered 400: Identification is not pending (status Approved)" in message
     assert levels_of(response) == ["error"]
     assert admin_log(stale) == []
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+@pytest.mark.parametrize("decision", ["approve", "decline"])
+def test_sandbox_buttons_refused_without_the_view_permission(fake_iron, method, decision):
+    client = staff_client("sandbox_decide")  # may decide, may not see identifications
+    hidden = customer_at_iron(fake_iron, email="hidden@example.com")
+    pending = identification_at_iron(fake_iron, hidden)
+
+    response = getattr(client, method)(sandbox_url(decision, pending), {"post": "yes"})
+
+    assert response.status_code == 403
+    assert "hidden@example.com" not in response.content.decode()
+    assert fake_iron.requests_to("POST", SANDBOX_PATH) == []
+    pending.refresh_from_db()
+    assert pending.status == "Pending"
+    assert admin_log(pending) == []
+
+
+def test_sandbox_buttons_work_with_the_change_permission_instead_of_view(fake_iron):
+    client = staff_client("change_identification", "sandbox_decide")
+    pending = identification_at_iron(fake_iron)
+
+    confirmation = client.get(sandbox_url("approve", pending))
+    response = client.post(sandbox_url("approve", pending), {"post": "yes"})
+
+    assert confirmation.status_code == 200
+    assert messages_of(response) == ["1 identification approved in sandbox"]
+
+
+def test_unknown_statuses_show_as_iron_spelled_them(admin_client):
+    customer = local_customer(1)
+    customer.status = "UnderAudit"
+    customer.save()
+    identification = IdentificationFactory(customer=customer, status="ManualCheck")
+    known = IdentificationFactory(status="PendingReview")
+
+    def shown(url: str) -> list[str]:
+        return field_texts(admin_client.get(url), "status_label")
+
+    assert shown(change("identification", identification.pk)) == ["ManualCheck"]
+    assert shown(change("identification", known.pk)) == ["Pending review"]
+    assert shown(changelist("identification")) == ["Pending review", "ManualCheck"]
+    # The customer's page: its own status, then its identifications' (the inline).
+    assert shown(change("customer", customer.pk)) == ["UnderAudit", "ManualCheck"]
+    assert "UnderAudit" in shown(changelist("customer"))
+
+
+def test_identification_page_is_titled_by_person_and_status(admin_client):
+    customer = local_customer(1, name="Ada Lovelace")
+    identification = IdentificationFactory(customer=customer, status="PendingReview", with_edd=True)
+
+    content = admin_client.get(change("identification", identification.pk)).content.decode()
+
+    title = (
+        f"Identification {str(identification.iron_id)[:8]} of Ada Lovelace &lt;c1@example.com&gt;"
+        " · Pending review, with EDD"
+    )
+    assert f"<h2>{title}</h2>" in content
+    assert f"<title>{title} | " in content
+    breadcrumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', content, re.S).group(1)
+    assert breadcrumbs.rstrip().endswith(title)
+
+
+def test_identification_list_links_each_to_its_customer(admin_client):
+    customer = local_customer(1, name="Ada Lovelace")
+    IdentificationFactory(customer=customer)
+
+    response = admin_client.get(changelist("identification"))
+
+    assert field_texts(response, "customer_column") == ["Ada Lovelace"]
+    assert f'<a href="{change("customer", customer.pk)}">' in response.content.decode()
+
+
+def test_identification_list_filters_failed_and_stale_ones(admin_client):
+    now = timezone.now()
+    failed = IdentificationFactory(unconfirmed=True, failed_at=now, last_error="Iron said no")
+    stale = IdentificationFactory(stale_at=now)
+    IdentificationFactory()
+
+    def results(**params: str) -> set[Identification]:
+        return set(admin_client.get(changelist("identification"), params).context["cl"].result_list)
+
+    assert results(attention="failed") == {failed}
+    assert results(attention="stale") == {stale}
+    assert results(attention="either") == {failed, stale}
+    notes = field_texts(admin_client.get(changelist("identification")), "notes")
+    assert sorted(notes) == ["-", "failed", "stale"]
+
+
+def test_refresh_button_on_the_identification_page_refreshes_its_customer(admin_client, fake_iron):
+    identification = identification_at_iron(fake_iron)
+    fake_iron.set_identification_status(identification.iron_id, "Declined", notify=False)
+
+    page = admin_client.get(change("identification", identification.pk))
+    response = admin_client.post(refresh_url("identification", identification))
+
+    assert tools_of(page) == [
+        "Refresh from Iron",
+        "Approve in sandbox",
+        "Decline in sandbox",
+        "History",
+    ]
+    assert response["Location"] == change("identification", identification.pk)
+    assert messages_of(response) == ["1 customer refreshed from Iron"]
+    identification.refresh_from_db()
+    assert identification.status == "Declined"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
+from typing import Any
 
 import pytest
 import responses
@@ -22,6 +24,8 @@ from .support import (
     SANDBOX_PATH,
     change,
     changelist,
+    customer_at_iron,
+    delivery_for,
     identification_at_iron,
     local_customer,
     post_action,
@@ -136,3 +140,48 @@ def test_changelist_runs_a_constant_number_of_queries(admin_client, model, add):
 
     assert rows >= 30
     assert large == small
+
+
+def _visible_text(response: Any) -> str:
+    """What a reader sees: the page without its tags, scripts, styles and attributes."""
+    content = re.sub(r"<(script|style)\b.*?</\1>", " ", response.content.decode(), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", content))
+
+
+def test_each_page_spells_each_status_one_way(admin_client, fake_iron):
+    customer = customer_at_iron(fake_iron, email="ada@example.com", name="Ada Lovelace")
+    pending = identification_at_iron(fake_iron, customer, status="PendingReview")
+    delivery = delivery_for(pending, "PendingReview")
+    pages = [
+        changelist("customer"),
+        change("customer", customer.pk),
+        start_url(customer),
+        changelist("identification"),
+        change("identification", pending.pk),
+        sandbox_url("approve", pending),
+        changelist("webhookdelivery"),
+        change("webhookdelivery", delivery.pk),
+        reverse("admin:iron_kyc_identification_history", args=[pending.pk]),
+    ]
+    for url in pages:
+        text = _visible_text(admin_client.get(url))
+        for iron_spelling in ("PendingReview", "IdentificationRequired"):
+            # Only the raw body of a delivery shows what Iron sent, as Iron sent it.
+            visible = re.split("raw body", text, flags=re.I)[0]
+            assert iron_spelling not in visible, (url, iron_spelling)
+        assert "Pending review" in text or "Identification required" in text, url
+
+
+def test_history_pages_are_titled_by_person(admin_client):
+    customer = local_customer(1, name="Ada Lovelace")
+
+    content = admin_client.get(
+        reverse("admin:iron_kyc_customer_history", args=[customer.pk])
+    ).content.decode()
+
+    assert (
+        "Change history: Ada Lovelace &lt;c1@example.com&gt; · Identification required" in content
+    )
+    breadcrumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', content, re.S).group(1)
+    assert "Ada Lovelace &lt;c1@example.com&gt;" in breadcrumbs
+    assert str(customer.iron_id) not in breadcrumbs

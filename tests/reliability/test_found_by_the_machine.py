@@ -17,17 +17,9 @@ from django_iron_kyc import services
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.payloads import WebhookEvent
 from django_iron_kyc.services import deliveries
-from django_iron_kyc.testing import FakeIron
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
+from django_iron_kyc.testing import FakeIron, SignalRecorder, WebhookSender
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    settings.IRON_KYC_SANDBOX_ACTIONS = True
-    return fake_iron
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("sandbox_iron")]
 
 
 def started(customer: Customer) -> Identification:

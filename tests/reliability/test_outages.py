@@ -29,16 +29,16 @@ from celery import Celery
 from django.db import OperationalError, connection
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
-from django_iron_kyc import services, tasks
+from django_iron_kyc import services
 from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
+from django_iron_kyc.testing import FakeIron, SignalRecorder
 from django_iron_kyc.testing.fake import Delivery
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
 from tests.celery import broker_down as dead_broker
-from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
+from tests.reliability.support import run_webhook_sweep
+from tests.support import CREATE_PATH
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,12 +47,6 @@ MAX_QUERIES = 60
 # Seconds. Kombu gives up connecting to the broker after broker_connection_timeout (1 s
 # in broker_down()), whether the publish may retry or not.
 ANSWER_WITHIN = 5
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    return fake_iron
 
 
 class DatabaseDown:
@@ -139,23 +133,6 @@ def test_webhook_while_the_database_is_down_gets_5xx_and_iron_retry_applies_it_o
         ]
         assert approved == [row.pk], (works_for, iron_signals.names())
     pytest.fail(f"a delivery took more than {MAX_QUERIES} queries")
-
-
-def run_webhook_sweep(time_machine: Any | None = None) -> dict[str, Any]:
-    """The webhook sweep's task, run here; with ``time_machine``, once the retry delay passed.
-
-    Its result is read without ``EagerResult.get()``: that refuses to run while Celery's
-    process-wide "inside a task" flag is set, and eager tasks run on several threads at
-    once (test_races.py) leave it set.
-    """
-    if time_machine is not None:
-        time_machine.move_to(
-            timezone.now() + iron_settings.WEBHOOK_RETRY_DELAY + timedelta(seconds=1), tick=False
-        )
-    result = tasks.retry_webhook_deliveries.apply()
-    assert result.successful(), result.traceback
-    swept: dict[str, Any] = result.result
-    return swept
 
 
 def assert_acted_on_once(row: Identification, delivery: Delivery, signals: SignalRecorder) -> None:

@@ -1,7 +1,7 @@
 """Races on PostgreSQL: several connections at once, released together by a Barrier.
 
-What the other suites do not already race (``tests/test_webhooks_concurrency.py``: one
-delivery, or one event under two ids, on two connections; ``tests/test_lifecycle_postgres.py``:
+What the other suites do not already race (``tests/webhooks/test_concurrency.py``: one
+delivery, or one event under two ids, on two connections; ``tests/services/test_concurrency.py``:
 concurrent plain starts, a webhook and a poll applying one decision, two sweeps at once):
 
 - forced restarts racing plain starts: one identification in flight, here and at Iron;
@@ -16,7 +16,6 @@ together and a gate held at the fake Iron orders the one scenario that needs an 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,48 +24,18 @@ from django.db import connection
 from django_iron_kyc import services
 from django_iron_kyc.exceptions import IdentificationInFlightError
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
+from django_iron_kyc.testing import FakeIron, SignalRecorder, WebhookSender
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
 from tests.reliability.gate import Gate
-from tests.test_lifecycle import CREATE_PATH, mirror_customer, mirror_identification
+from tests.support import CREATE_PATH, JOIN_TIMEOUT, run_together
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("sandbox_iron"),
 ]
 
 ROUNDS = 3
-JOIN_TIMEOUT = 60
-
-
-@pytest.fixture
-def iron(fake_iron: FakeIron, settings: Any) -> FakeIron:
-    settings.IRON_KYC_MAX_RETRIES = 0
-    settings.IRON_KYC_SANDBOX_ACTIONS = True
-    return fake_iron
-
-
-def together(*calls: Callable[[], Any]) -> list[Any]:
-    """Run each call on its own thread and connection, released at once; results or errors."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=JOIN_TIMEOUT)
-            results[index] = call()
-        except BaseException as exc:
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=JOIN_TIMEOUT)
-    assert not any(thread.is_alive() for thread in threads), "a racing call hung"
-    return results
 
 
 def unexpected(results: list[Any], *allowed: type[BaseException]) -> list[BaseException]:
@@ -88,11 +57,12 @@ def test_forced_and_plain_starts_at_once_leave_one_in_flight_here_and_at_iron(
     customer = mirror_customer(iron)
     current = mirror_identification(iron, customer)
 
-    results = together(
+    results = run_together(
         lambda: services.start_identification(customer),
         lambda: services.start_identification(customer, force=True),
         lambda: services.start_identification(customer),
         lambda: services.start_identification(customer, force=True),
+        return_exceptions=True,
     )
 
     assert not unexpected(results, IdentificationInFlightError)
@@ -175,7 +145,9 @@ def test_webhook_with_an_older_status_against_a_poll_reading_the_newer_one(
     Identification.objects.filter(pk=row.pk).update(next_poll_at=row.created_at)
     sender = WebhookSender()
 
-    results = together(lambda: sender(older[0]), services.poll_due_identifications)
+    results = run_together(
+        lambda: sender(older[0]), services.poll_due_identifications, return_exceptions=True
+    )
 
     assert not unexpected(results)
     assert results[0].status_code == 200
@@ -208,10 +180,11 @@ def test_same_delivery_twice_while_a_refresh_applies_the_same_decision(
     (delivery,) = [d for d in iron.outbox if d.type == "identification_status"]
     sender = WebhookSender()
 
-    results = together(
+    results = run_together(
         lambda: sender(delivery),
         lambda: sender(delivery),
         lambda: services.refresh_customer(customer),
+        return_exceptions=True,
     )
 
     assert not unexpected(results)

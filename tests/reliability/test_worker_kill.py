@@ -37,12 +37,12 @@ from django.db import connection, transaction
 
 from django_iron_kyc import services, tasks
 from django_iron_kyc.models import Identification, WebhookDelivery
-from django_iron_kyc.testing import FakeIron
-from django_iron_kyc.testing.pytest_plugin import SignalRecorder, WebhookSender
+from django_iron_kyc.testing import FakeIron, SignalRecorder, WebhookSender
+from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
 from tests.celery import app as test_app
 from tests.reliability.gate import Gate
-from tests.reliability.test_outages import run_webhook_sweep
-from tests.test_lifecycle import CREATE_PATH, LIST_PATH, mirror_customer, mirror_identification
+from tests.reliability.support import run_webhook_sweep
+from tests.support import CREATE_PATH, CUSTOMER_PATH, LIST_PATH, ROOT, checkout_first
 
 # Database 7 unless told otherwise; other runs may share it: only this test's queue and
 # messages are looked at or removed.
@@ -54,8 +54,6 @@ BROKER_URL = os.environ.get(
     _CELERY_BROKER if _CELERY_BROKER.startswith("redis://") else "redis://127.0.0.1:6379/7",
 )
 WAIT = 60  # seconds; each step normally takes a few
-ROOT = Path(__file__).resolve().parents[2]
-CUSTOMER_PATH = r"^/api/customers/[^/]+$"
 
 
 def _redis() -> Any:
@@ -92,19 +90,20 @@ class Workers:
         self.task_key = f"{self.queue}:tasks"
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.reliability.worker_settings",
-            "IRON_RELIABILITY_DB_NAME": database,
-            "IRON_RELIABILITY_BROKER_URL": BROKER_URL,
-            "CELERY_BROKER_URL": BROKER_URL,
-            "IRON_RELIABILITY_QUEUE": self.queue,
-            "IRON_RELIABILITY_SIGNAL_KEY": self.signal_key,
-            "IRON_RELIABILITY_TASK_KEY": self.task_key,
-            "IRON_KYC_BASE_URL": fake.base_url,
-            "IRON_KYC_API_KEY": fake.api_key,
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-        }
+        self.env = checkout_first(
+            {
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "tests.reliability.worker_settings",
+                "IRON_RELIABILITY_DB_NAME": database,
+                "IRON_RELIABILITY_BROKER_URL": BROKER_URL,
+                "CELERY_BROKER_URL": BROKER_URL,
+                "IRON_RELIABILITY_QUEUE": self.queue,
+                "IRON_RELIABILITY_SIGNAL_KEY": self.signal_key,
+                "IRON_RELIABILITY_TASK_KEY": self.task_key,
+                "IRON_KYC_BASE_URL": fake.base_url,
+                "IRON_KYC_API_KEY": fake.api_key,
+            }
+        )
         self.producer = Celery("iron_rel_producer", set_as_current=False)
         self.producer.conf.update(
             broker_url=BROKER_URL,
@@ -208,10 +207,9 @@ class _Current:
 
 
 @pytest.fixture
-def workers(fake_iron: FakeIron, settings: Any, tmp_path: Path) -> Iterator[Workers]:
+def workers(fake_iron: FakeIron, tmp_path: Path) -> Iterator[Workers]:
     redis = _redis()
     database = _shared_database_name()
-    settings.IRON_KYC_MAX_RETRIES = 0
     pool = Workers(fake_iron, redis, database, tmp_path)
     try:
         yield pool

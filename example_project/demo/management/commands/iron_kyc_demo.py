@@ -8,7 +8,9 @@ In a fresh SQLite database, with Celery running tasks in-process:
    is approved through the sandbox endpoint, and Iron's webhooks are delivered: the
    ``accounts`` receivers mark the user verified;
 2. customer 2 the same way, declined;
-3. customer 3 is approved at Iron with no webhook at all: the poll sweep finds it.
+3. customer 3 is approved at Iron with no webhook at all: the poll sweep finds it;
+4. user 4 verifies themselves: logs in, presses "Verify my identity" on the app's page,
+   approves on the fake Iron's hosted page and comes back to "verified" (``journey.py``).
 
 Every outcome is checked, not only printed. Exit status 0 with a summary, or 1 with the
 step that failed. No Iron account and no network beyond loopback.
@@ -33,6 +35,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 
 from django_iron_kyc import services, tasks
@@ -40,6 +43,7 @@ from django_iron_kyc.conf import iron_settings
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron, SignalRecorder
 
+from ...journey import SelfService
 from ...runtime import (
     WebServer,
     pointed_at,
@@ -54,6 +58,8 @@ PEOPLE = (
     ("grace", "grace@example.com", "Grace Hopper"),
     ("alan", "alan@example.com", "Alan Turing"),
 )
+# Verifies herself through the app's page: no code of the host project starts anything.
+SELF_SERVICE = ("katherine", "katherine@example.com", "Katherine Johnson")
 
 
 class DemoFailed(Exception):
@@ -211,6 +217,11 @@ class Command(BaseCommand):
         self.decided_in_sandbox(grace, approve=False)
         self.say(f"Customer 3: {alan[1]}, approved at Iron with no webhook: found by polling")
         self.found_by_polling(alan)
+        self.say(
+            f"Customer 4: {SELF_SERVICE[1]} verifies herself: the page "
+            f"{reverse('iron_kyc:verify')}, then Iron's hosted page"
+        )
+        SelfService(self, fake, server.base_url, expect).run(SELF_SERVICE)
 
         self.begin("final checks")
         expect(not fake.outbox, f"{len(fake.outbox)} webhook(s) were never delivered")
@@ -398,7 +409,7 @@ class Command(BaseCommand):
 
     def summary(self) -> None:
         rows = []
-        for _, email, _ in PEOPLE:
+        for _, email, _ in (*PEOPLE, SELF_SERVICE):
             customer = Customer.objects.select_related("user").get(email=email)
             current = customer.current_identification
             status = customer.user.kyc_status
@@ -448,6 +459,7 @@ class Command(BaseCommand):
         self.say(f"  approved: {PEOPLE[0][1]} (sandbox, then webhook)")
         self.say(f"  declined: {PEOPLE[1][1]} (sandbox, then webhook)")
         self.say(f"  polled:   {PEOPLE[2][1]} (approved at Iron, no webhook, found by polling)")
+        self.say(f"  herself:  {SELF_SERVICE[1]} (the verify page, then Iron's hosted page)")
 
     def table(self, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
         widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]

@@ -5,7 +5,9 @@ they happen, creates a fresh SQLite database with a superuser (the credentials a
 and a few customers (two with a pending identification), then runs Django's development
 server. Open ``/admin/``, approve or decline identifications with the sandbox actions, or
 open an identification's hosted URL (the fake's page) and decide there: the webhook brings
-the decision back, and the ``accounts`` receivers mark the user verified or not.
+the decision back, and the ``accounts`` receivers mark the user verified or not. A demo
+user (credentials printed too) logs in at ``/accounts/login/`` and verifies themselves on
+the app's page ``/iron/verify/``.
 
 The fake keeps its state in memory only, so every start begins with a fresh database.
 Celery runs tasks in-process. Stop with Ctrl-C.
@@ -35,6 +37,8 @@ CUSTOMERS = (
     ("grace", "grace@example.com", "Grace Hopper", True),
     ("alan", "alan@example.com", "Alan Turing", False),
 )
+# Logs in and verifies herself on the app's page: no customer at Iron yet.
+DEMO_USER = ("katherine", "katherine@example.com", "Katherine", "Johnson")
 
 
 class Command(BaseCommand):
@@ -105,11 +109,13 @@ class Command(BaseCommand):
                 run_tasks_in_process()
                 call_command("migrate", interactive=False, verbosity=0)
                 password = self.create_superuser(options["username"], options["password"])
+                demo_password = self.create_demo_user()
                 seeded = self.seed()
                 # What the seeding queued was applied from Iron's answers already.
                 fake.outbox.clear()
                 fake.auto_deliver = True
                 self.explain(fake, base_url, path, options["username"], password, seeded)
+                self.explain_demo_user(base_url, demo_password)
                 call_command("runserver", options["addrport"], use_reloader=False)
         finally:
             fake.stop()
@@ -120,6 +126,24 @@ class Command(BaseCommand):
             username, email=f"{username}@example.com", password=password
         )
         return password
+
+    def create_demo_user(self) -> str:
+        username, email, first_name, last_name = DEMO_USER
+        password = secrets.token_urlsafe(9)
+        get_user_model().objects.create_user(
+            username, email=email, password=password, first_name=first_name, last_name=last_name
+        )
+        return password
+
+    def explain_demo_user(self, base_url: str, password: str) -> None:
+        say = self.stdout.write
+        say(f"Demo user:  {base_url}{reverse('login')} (verifies herself at {base_url}/verify/)")
+        say(f"  username: {DEMO_USER[0]}")
+        say(f"  password: {password}")
+        say("  'Verify my identity' leads to the fake Iron's hosted page; approve there, come")
+        say("  back to /verify/ and it says 'Your identity is verified'.")
+        say("")
+        self.stdout.flush()
 
     def seed(self) -> list[tuple[str, Any]]:
         """Customers at the fake Iron; the first ones with a pending identification."""
