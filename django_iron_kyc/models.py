@@ -16,13 +16,14 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from .statuses import TERMINAL_IDENTIFICATION_STATUSES, IdentificationStatus
+
 __all__ = [
     "Customer",
     "Identification",
     "IdentificationQuerySet",
     "IdentificationStatus",
     "WebhookDelivery",
-    "moves_forward",
 ]
 
 
@@ -109,56 +110,11 @@ class Customer(models.Model):
         )
 
 
-class IdentificationStatus(models.TextChoices):
-    """Iron's ``IdentificationStatus``, spelled exactly as Iron spells it
-    (``Identification.Status``)."""
-
-    PENDING = "Pending", _("Pending")
-    PROCESSED = "Processed", _("Processed")
-    PENDING_REVIEW = "PendingReview", _("Pending review")
-    APPROVED = "Approved", _("Approved")
-    DECLINED = "Declined", _("Declined")
-    EXPIRED = "Expired", _("Expired")
-    ARCHIVED = "Archived", _("Archived")
-
-
-# Where each status stands in an identification's lifecycle (Part A item 5 of our contract
-# with Iron): Pending < Processed < PendingReview < a decision < Archived.
-_LIFECYCLE_RANK = {
-    IdentificationStatus.PENDING.value: 0,
-    IdentificationStatus.PROCESSED.value: 1,
-    IdentificationStatus.PENDING_REVIEW.value: 2,
-    IdentificationStatus.APPROVED.value: 3,
-    IdentificationStatus.DECLINED.value: 3,
-    IdentificationStatus.EXPIRED.value: 3,
-    IdentificationStatus.ARCHIVED.value: 4,
-}
-
-
-def moves_forward(previous: str, status: str) -> bool:
-    """Does ``previous`` -> ``status`` move an identification forward in its lifecycle?
-
-    Forward is a higher rank: Pending < Processed < PendingReview < Approved, Declined or
-    Expired (one rank: a move between decisions is sideways) < Archived; anything is forward
-    from no status yet. A move to or from a status this version does not know is not forward.
-    """
-    if status not in _LIFECYCLE_RANK:
-        return False
-    if previous == "":
-        return True
-    return previous in _LIFECYCLE_RANK and _LIFECYCLE_RANK[status] > _LIFECYCLE_RANK[previous]
-
-
-# Iron has decided (a strictly newer update may still step it up again).
-_TERMINAL = [
-    IdentificationStatus.APPROVED.value,
-    IdentificationStatus.DECLINED.value,
-    IdentificationStatus.EXPIRED.value,
-    IdentificationStatus.ARCHIVED.value,
-]
 # Not terminal, not superseded, not failed: Iron allows one per customer. Defined here, not
 # in the class, for Meta's constraint to use it.
-_IN_FLIGHT = Q(superseded_at__isnull=True, failed_at__isnull=True) & ~Q(status__in=_TERMINAL)
+_IN_FLIGHT = Q(superseded_at__isnull=True, failed_at__isnull=True) & ~Q(
+    status__in=TERMINAL_IDENTIFICATION_STATUSES
+)
 
 
 class IdentificationQuerySet(models.QuerySet["Identification"]):
@@ -184,7 +140,7 @@ class Identification(models.Model):
 
     Status = IdentificationStatus
 
-    TERMINAL_STATUSES: ClassVar[frozenset[str]] = frozenset(_TERMINAL)
+    TERMINAL_STATUSES: ClassVar[frozenset[str]] = frozenset(TERMINAL_IDENTIFICATION_STATUSES)
     """Statuses in which Iron has decided; a strictly newer update may step one up again."""
     IN_FLIGHT: ClassVar[Q] = _IN_FLIGHT
     """Neither terminal, superseded nor failed: the customer's one identification Iron

@@ -26,8 +26,9 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from ..models import Customer, Identification, moves_forward
+from ..models import Customer, Identification
 from ..payloads import RemoteCustomer, RemoteIdentification, normalize_identification_status
+from ..statuses import moves_forward
 
 __all__ = [
     "Verdict",

@@ -21,8 +21,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..conf import iron_settings
-from ..models import Customer, Identification, IdentificationQuerySet, moves_forward
+from ..models import Customer, Identification, IdentificationQuerySet
 from ..payloads import RemoteCustomer, RemoteIdentification, normalize_identification_status
+from ..statuses import moves_forward
 from .ordering import Verdict, customer_verdict, identification_verdict, implied_customer_statuses
 from .signalling import send_customer_status_changed, send_identification_signals
 from .sources import Source

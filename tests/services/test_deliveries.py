@@ -22,7 +22,7 @@ from django_iron_kyc.services.deliveries import (
     process_delivery,
     reprocess_delivery,
 )
-from django_iron_kyc.testing import SignalRecorder, build_event, encode_event
+from django_iron_kyc.testing import FakeIron, SignalRecorder, build_event, encode_event
 from django_iron_kyc.testing.factories import IdentificationFactory
 from tests.support import LONG_AGO, identification_event
 
@@ -106,10 +106,12 @@ def test_the_same_event_under_another_delivery_is_a_duplicate(
 
 
 def test_parked_deliveries_are_acted_on_once_their_identification_is_known(
-    identification: Identification, iron_signals: SignalRecorder
+    identification: Identification, iron_signals: SignalRecorder, iron: FakeIron
 ) -> None:
     customer = identification.customer
     later_id = uuid.uuid4()
+    iron.add_customer(id=str(customer.iron_id))
+    iron.add_identification(str(customer.iron_id), "Approved", id=str(later_id))
     event = build_event("identification_status", customer.iron_id, later_id, "Approved")
     parked = stored(event)
     assert process_delivery(parked) == Outcome.UNKNOWN_OBJECT
@@ -125,6 +127,8 @@ def test_parked_deliveries_are_acted_on_once_their_identification_is_known(
     known.refresh_from_db()
     assert parked.outcome == Outcome.PROCESSED
     assert known.status == "Approved"
+    # Older than the state the intent got from Iron: its change was confirmed first.
+    assert len(iron.requests_to("GET", rf"/api/identifications/{later_id}$")) == 1
 
 
 @pytest.mark.postgres

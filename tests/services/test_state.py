@@ -18,6 +18,7 @@ from django_iron_kyc.services import (
     apply_customer_state,
     apply_identification_state,
 )
+from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,15 +37,31 @@ def pending() -> Identification:
 
 
 @pytest.fixture
-def apply(django_capture_on_commit_callbacks: Any) -> Any:
-    """apply_identification_state, committed (on-commit callbacks run)."""
+def apply(django_capture_on_commit_callbacks: Any, iron: FakeIron) -> Any:
+    """apply_identification_state, committed (on-commit callbacks run).
+
+    Iron (the fake) is put in the applied state first, so that a move the ordering rule
+    confirms with Iron is confirmed; ``at_iron=False`` leaves Iron as it was (a late copy).
+    """
 
     def run(ident: Identification, status: str, at: datetime | None, **kw: Any) -> Any:
         source = kw.pop("source", Source.POLL)
+        if kw.pop("at_iron", True):
+            put_at_iron(iron, ident, status, at)
         with django_capture_on_commit_callbacks(execute=True):
             return apply_identification_state(ident, remote(ident, status, at, **kw), source=source)
 
     return run
+
+
+def put_at_iron(iron: FakeIron, ident: Identification, status: str, at: datetime | None) -> None:
+    """``ident`` (and its customer) exist at the fake Iron, in ``status`` since ``at``."""
+    customer_id = str(ident.customer.iron_id)
+    if customer_id not in iron.customers:
+        iron.add_customer(id=customer_id)
+    if str(ident.iron_id) not in iron.identifications:
+        iron.add_identification(customer_id, status, id=str(ident.iron_id))
+    iron.set_identification_status(ident.iron_id, status, notify=False, at=at)
 
 
 def test_apply_stores_status_and_details(pending: Identification, apply: Any) -> None:
@@ -64,7 +81,7 @@ def test_apply_ignores_an_update_older_than_the_stored_one(
 ) -> None:
     apply(pending, "Approved", T0 + timedelta(minutes=5))
     iron_signals.clear()
-    result = apply(pending, "Pending", T0 + timedelta(minutes=1))
+    result = apply(pending, "Pending", T0 + timedelta(minutes=1), at_iron=False)
     assert not result.applied
     pending.refresh_from_db()
     assert pending.status == "Approved"
@@ -105,21 +122,35 @@ def test_apply_stores_an_unknown_status_without_signals(
     assert sent["previous_status"] == "OnHoldForMoonPhase"
 
 
-def test_apply_leaves_a_terminal_status_only_for_a_newer_update(
-    pending: Identification, apply: Any, iron_signals: Any
+def test_a_move_out_of_a_decision_is_applied_only_as_iron_confirms_it(
+    pending: Identification, apply: Any, iron_signals: Any, iron: FakeIron
 ) -> None:
     approved_at = T0 + timedelta(minutes=1)
     apply(pending, "Approved", approved_at)
-    # The same moment again, or no date at all: a late copy, not a step-up.
-    assert not apply(pending, "Pending", approved_at).applied
-    assert not apply(pending, "Pending", None).applied
+    # A late copy (Iron still says Approved): confirmed with Iron, which says otherwise.
+    assert not apply(
+        pending, "Pending", approved_at + timedelta(days=1), at_iron=False
+    ).status_changed
+    assert not apply(pending, "Pending", None, at_iron=False).status_changed
     pending.refresh_from_db()
     assert pending.status == "Approved"
-    # Iron's step-up, newer: Approved -> Pending (with a URL), then Approved again.
+    assert pending.moved_back_at is None
+    assert len(iron.requests_to("GET", rf"/api/identifications/{pending.iron_id}$")) == 2
+    # Iron's step-up: Approved -> Pending (confirmed), then Approved again.
     step_up = apply(pending, "Pending", approved_at + timedelta(days=30), url="https://x.test/s")
     assert step_up.status_changed
+    pending.refresh_from_db()
+    assert (pending.status, pending.moved_back_at is not None) == ("Pending", True)
     apply(pending, "Approved", approved_at + timedelta(days=31))
     assert iron_signals.names().count("identification_approved") == 2
+
+
+def test_a_move_forward_is_applied_without_asking_iron(
+    pending: Identification, apply: Any, iron: FakeIron
+) -> None:
+    for status in ("Processed", "PendingReview", "Declined", "Archived"):
+        assert apply(pending, status, None, at_iron=False).status_changed
+    assert iron.requests == []
 
 
 def test_apply_to_a_superseded_identification_stores_but_fires_no_terminal_signal(

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from django_iron_kyc import signing
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
-from django_iron_kyc.testing import build_event, encode_event
+from django_iron_kyc.testing import FakeIron, build_event, encode_event
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
 from tests.support import LONG_AGO, post, signed_headers
 
@@ -124,7 +124,11 @@ def deliveries(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
 
 
 @pytest.fixture
-def known_objects(db: None) -> None:
+def known_objects(db: None, iron: FakeIron) -> None:
+    """A customer and an identification known here and at a (fake) Iron that answers: an
+    event that must be confirmed with Iron is confirmed (Iron down would rightly be 5xx)."""
+    iron.add_customer(id=str(CUSTOMER_ID))
+    iron.add_identification(str(CUSTOMER_ID), id=str(IDENTIFICATION_ID))
     IdentificationFactory(
         customer=CustomerFactory(iron_id=CUSTOMER_ID, iron_created_at=LONG_AGO),
         iron_id=IDENTIFICATION_ID,

@@ -226,11 +226,12 @@ class FakeIron:
         *,
         review_comment: str | None = None,
         notify: bool = True,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
-        """Move an identification to ``status`` (any string); queues its webhooks if
-        ``notify`` (see :meth:`.state.IronState.set_identification_status`)."""
+        """Move an identification to ``status`` (any string), ``updated_at`` now or ``at``;
+        queues its webhooks if ``notify`` (:meth:`.state.IronState.set_identification_status`)."""
         return self._state.set_identification_status(
-            iron_id, status, review_comment=review_comment, notify=notify
+            iron_id, status, review_comment=review_comment, notify=notify, at=at
         )
 
     def set_customer_status(

@@ -278,16 +278,18 @@ class IronState:
         *,
         review_comment: str | None = None,
         notify: bool = True,
+        at: datetime | None = None,
     ) -> dict[str, Any]:
         """Move an identification to ``status`` (any string; unknown ones are kept as they are).
 
-        Bumps ``updated_at``, sets ``review_comment`` if given and moves the customer if this
-        is its newest identification. With ``notify``, the identification's change is told
-        to ``on_change``, and the customer's when its status changed.
+        Bumps ``updated_at`` (to ``at`` if given, else the clock's next tick), sets
+        ``review_comment`` if given and moves the customer if this is its newest
+        identification. With ``notify``, the identification's change is told to
+        ``on_change``, and the customer's when its status changed.
         """
         with self._lock:
             identification = self._identification(str(identification_id))
-            moment = self.clock.tick()
+            moment = at if at is not None else self.clock.tick()
             identification["status"] = status
             identification["updated_at"] = iron_time(moment)
             if review_comment is not None:
