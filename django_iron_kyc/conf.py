@@ -303,6 +303,22 @@ class IronKycSettings:
         sweep (what an outage of the broker or a lost task left behind)."""
         return timedelta(seconds=float(self._get("CREATE_RECOVERY_DELAY", 300)))
 
+    # --- Retention of personal data ----------------------------------------------------
+
+    @cached_property
+    def DELIVERY_RETENTION(self) -> timedelta | None:
+        """``IRON_KYC_DELIVERY_RETENTION`` (``timedelta``, seconds, or None; default 30 days):
+        how long what Iron sent is kept (the ``apply_retention`` task, hourly).
+
+        Webhook deliveries that were acted on are deleted this long after they arrived (those
+        not acted on yet never are), and the review comments of identifications that no
+        longer count are cleared this long after they last changed. None keeps everything.
+        """
+        value = self._get("DELIVERY_RETENTION", timedelta(days=30))
+        if value is None or isinstance(value, timedelta):
+            return value
+        return timedelta(seconds=float(value))
+
     # --- End-user verification (the JSON endpoint and the page) -------------------------
 
     @cached_property
