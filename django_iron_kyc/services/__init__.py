@@ -15,6 +15,8 @@ goes through :func:`apply_identification_state` or :func:`apply_customer_state`
   verification, as the end-user endpoint and page show it (:mod:`.verification`).
 - :func:`apply_retention`: delete old deliveries and clear outdated free text, as
   ``IRON_KYC_DELIVERY_RETENTION`` says (:mod:`.retention`).
+- :func:`export_customer` / :func:`forget_customer`: everything held about one customer,
+  exported or deleted (:mod:`.privacy`).
 
 Stored webhook deliveries are acted on in :mod:`.deliveries`.
 """
@@ -24,6 +26,13 @@ from .customers import create_customer, refresh_customer
 from .intents import start_identification, submit_identification
 from .iron import get_client
 from .polling import PollSweepResult, poll_due_identifications
+from .privacy import (
+    EXPORT_FORMAT,
+    customer_data_counts,
+    deliveries_naming,
+    export_customer,
+    forget_customer,
+)
 from .retention import (
     PruneResult,
     RetentionResult,
@@ -42,6 +51,7 @@ from .verification import (
 )
 
 __all__ = [
+    "EXPORT_FORMAT",
     "ApplyResult",
     "Phase",
     "PollSweepResult",
@@ -57,6 +67,10 @@ __all__ = [
     "apply_retention",
     "clear_outdated_free_text",
     "create_customer",
+    "customer_data_counts",
+    "deliveries_naming",
+    "export_customer",
+    "forget_customer",
     "get_client",
     "parse_iron_datetime",
     "poll_due_identifications",

@@ -114,6 +114,8 @@ def process_delivery(
                 row.outcome = act_on_event(row, event)
             row.processed_at = timezone.now()
             row.save(update_fields=_PROCESSED_FIELDS)
+    except WebhookDelivery.DoesNotExist:
+        raise  # deleted (its customer forgotten, or pruned): no row to record a failure on
     except Exception as exc:
         _record_failure(pk, exc)
         return Outcome.FAILED

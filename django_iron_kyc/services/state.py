@@ -32,6 +32,7 @@ __all__ = [
     "apply_to_locked_identification",
     "is_newer",
     "locked_identifications",
+    "send_signal",
 ]
 
 logger = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def is_newer(candidate: datetime | None, stored: datetime | None) -> bool:
 def _send_identification_signals(
     identification: Identification, previous: str, status: str, source: Source
 ) -> None:
-    _send(
+    send_signal(
         signals.identification_status_changed,
         Identification,
         identification=identification,
@@ -290,7 +291,7 @@ def _send_identification_signals(
             status,
         )
         return
-    _send(
+    send_signal(
         terminal,
         Identification,
         identification=identification,
@@ -335,7 +336,7 @@ def apply_customer_state(
         if changed and known:
             status = remote.status
             transaction.on_commit(
-                lambda: _send(
+                lambda: send_signal(
                     signals.customer_status_changed,
                     Customer,
                     customer=row,
@@ -347,7 +348,8 @@ def apply_customer_state(
         return ApplyResult(row, applied=True, status_changed=changed, previous_status=previous)
 
 
-def _send(signal: Any, sender: type, **kwargs: Any) -> None:
+def send_signal(signal: Any, sender: type, **kwargs: Any) -> None:
+    """Send ``signal`` to every receiver; one that raises is logged, the others still run."""
     # send_robust: one failing receiver in the host project must neither stop the others
     # nor turn an already committed change into an error (which would lose the event).
     for receiver, result in signal.send_robust(sender=sender, **kwargs):
