@@ -16,7 +16,7 @@ from django.contrib import admin
 from django.contrib.admin.models import DELETION, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet, RestrictedError
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
@@ -90,6 +90,8 @@ class CustomerPrivacy(IronModelAdmin):
             label = customer_name(customer)
             try:
                 self._forget_one(request, customer, archive=archive)
+            except (ProtectedError, RestrictedError) as error:  # your rows refer to it
+                tally.refused.append(f"{label}: {error.args[0]}")
             except IronKycError as error:
                 tally.failed.append(f"{label}: {describe_error(error)}")
             else:

@@ -14,8 +14,9 @@ from datetime import date, datetime
 from typing import Any
 
 from django.apps import apps
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.db.models import Q, QuerySet
+from django.db.models.deletion import Collector
 from django.utils import timezone
 
 from .. import signals
@@ -122,10 +123,14 @@ def forget_customer(customer: Customer | int, *, archive_at_iron: bool = False) 
     ``archive_at_iron`` first archives the customer and all its identifications at Iron
     (``PUT /api/customers/{id}/archive``), which cannot be undone. If Iron refuses, its
     ``IronAPIError`` is raised (``IronTransientError`` when Iron is out of reach) and nothing
-    is deleted here. A customer not at Iron yet has nothing to archive there.
+    is deleted here. A customer not at Iron yet has nothing to archive there. A model of
+    yours that protects the customer (``on_delete=PROTECT`` or ``RESTRICT``) makes it raise
+    Django's ``ProtectedError`` or ``RestrictedError``, before Iron is asked.
     """
     row = _customer(customer)
     if archive_at_iron and row.iron_id is not None:
+        # What would keep the customer from being deleted here refuses before Iron archives.
+        Collector(using=router.db_for_write(Customer)).collect([row])
         _archive(row.iron_id)
     with transaction.atomic():
         row = Customer.objects.select_for_update().get(pk=row.pk)

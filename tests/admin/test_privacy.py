@@ -11,6 +11,7 @@ from django.contrib.admin.models import DELETION, LogEntry
 
 from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.testing.factories import IdentificationFactory
+from tests.accounts.models import Payout
 
 from .support import (
     action_names,
@@ -161,3 +162,17 @@ def test_a_customer_iron_refuses_to_archive_is_kept_and_the_reason_shown(admin_c
     assert message.startswith("1 customer forgotten; 1 failed (ada@example.com: Iron answered 403")
     assert list(Customer.objects.all()) == [ada]
     assert not LogEntry.objects.filter(action_flag=DELETION, object_id=str(ada.pk)).exists()
+
+
+def test_a_customer_your_rows_protect_is_refused_and_kept(admin_client):
+    ada = local_customer(1)
+    Payout.objects.create(customer=ada)
+
+    response = post_action(admin_client, "customer", "forget_customers", [ada], post="yes")
+
+    (message,) = messages_of(response)
+    assert message.startswith("0 customers forgotten; 1 refused (")
+    assert "c1@example.com>: Cannot delete" in message
+    assert "'Payout.customer'" in message
+    assert Customer.objects.filter(pk=ada.pk).exists()
+    assert not LogEntry.objects.filter(action_flag=DELETION).exists()

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from django_iron_kyc.models import Customer, Identification
 from django_iron_kyc.testing import FakeIron
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
+from tests.accounts.models import Payout
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_secrets_in_logs")]
 
@@ -107,3 +108,24 @@ def test_in_a_terminal_it_asks_first(ada: Customer, answer: str, forgotten: bool
     assert asked.call_args.args == ("Forget these 1 customers here? [y/N] ",)
     assert Customer.objects.filter(pk=ada.pk).exists() is not forgotten
     assert ("Nothing forgotten." in out) is not forgotten
+
+
+def test_a_customer_your_rows_protect_is_kept_and_the_command_fails(
+    iron: FakeIron, ada: Customer
+) -> None:
+    Payout.objects.create(customer=ada)
+    err = io.StringIO()
+
+    with pytest.raises(CommandError, match="1 of 1 customers not forgotten"):
+        call_command(
+            "iron_kyc_forget_customer",
+            str(ada.iron_id),
+            "--archive-at-iron",
+            "--yes",
+            stdout=io.StringIO(),
+            stderr=err,
+        )
+
+    assert "protected foreign keys" in err.getvalue()
+    assert Customer.objects.filter(pk=ada.pk).exists()
+    assert iron.requests_to("PUT", ARCHIVE_PATH) == []

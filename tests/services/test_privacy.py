@@ -15,6 +15,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from django_iron_kyc import services
@@ -23,6 +24,7 @@ from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import FakeIron, SignalRecorder, build_event, encode_event
 from django_iron_kyc.testing.factories import CustomerFactory, IdentificationFactory
 from django_iron_kyc.testing.mirror import mirror_customer, mirror_identification
+from tests.accounts.models import KycNote, Payout
 from tests.support import run_together
 
 pytestmark = pytest.mark.django_db
@@ -188,6 +190,26 @@ def test_forget_of_a_customer_not_at_iron_yet_never_calls_iron(iron: FakeIron) -
     assert iron.requests == []
 
 
+def test_forget_deletes_your_rows_that_cascade_and_counts_them_by_label(ada: Person) -> None:
+    KycNote.objects.create(customer=ada.customer, text="called Ada back")
+
+    counts = services.forget_customer(ada.customer)
+
+    assert counts["accounts.KycNote"] == 1
+    assert not KycNote.objects.exists()
+
+
+def test_forget_deletes_nothing_when_your_rows_protect_the_customer(ada: Person) -> None:
+    Payout.objects.create(customer=ada.customer)
+
+    with pytest.raises(ProtectedError):
+        services.forget_customer(ada.customer)
+
+    assert Identification.objects.filter(customer=ada.customer).count() == 2
+    assert WebhookDelivery.objects.count() == 3
+    assert LogEntry.objects.get().object_repr == str(ada.customer)
+
+
 # --- archiving at Iron ----------------------------------------------------------------------
 
 
@@ -228,6 +250,18 @@ def test_forget_deletes_nothing_when_iron_refuses_or_is_down(
     assert Customer.objects.filter(pk=at_iron.pk).exists()
     assert Identification.objects.filter(customer=at_iron).count() == 1
     assert iron.customers[str(at_iron.iron_id)]["status"] != "Archived"
+
+
+def test_a_customer_your_rows_protect_is_not_archived_at_iron(
+    iron: FakeIron, at_iron: Customer
+) -> None:
+    Payout.objects.create(customer=at_iron)
+
+    with pytest.raises(ProtectedError):
+        services.forget_customer(at_iron, archive_at_iron=True)
+
+    assert iron.requests == []
+    assert Customer.objects.filter(pk=at_iron.pk).exists()
 
 
 def test_a_late_webhook_for_a_forgotten_customer_recreates_nothing_and_is_pruned(

@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import IntegrityError
+from django.db.models import ProtectedError, RestrictedError
 
 from ...exceptions import IronKycError
 from ...models import Customer
@@ -58,9 +60,10 @@ class Command(BaseCommand):
         for customer in customers:
             try:
                 counts = _counts(forget_customer(customer, archive_at_iron=archive))
-            except IronKycError as exc:
+            except (IronKycError, ProtectedError, RestrictedError) as exc:
                 failed += 1
-                self.stderr.write(f"Customer {customer.iron_id} not forgotten: {exc}")
+                reason = exc.args[0] if isinstance(exc, IntegrityError) else exc
+                self.stderr.write(f"Customer {customer.iron_id} not forgotten: {reason}")
                 continue
             self.stdout.write(f"Forgot customer {customer.iron_id}: {counts}.")
         if failed:
