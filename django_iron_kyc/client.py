@@ -177,6 +177,11 @@ class IronClient:
         """``GET /api/customers/{id}``."""
         return self._object("GET", f"/api/customers/{_seg(customer_iron_id)}")
 
+    def archive_customer(self, customer_iron_id: uuid.UUID | str) -> IronObject:
+        """``PUT /api/customers/{id}/archive``: archive the customer and all of its
+        identifications at Iron. It cannot be undone; Iron answers 200 with the customer."""
+        return self._object("PUT", f"/api/customers/{_seg(customer_iron_id)}/archive")
+
     # --- identifications --------------------------------------------------------------
 
     def create_identification(

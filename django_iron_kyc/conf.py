@@ -247,6 +247,12 @@ class IronKycSettings:
         traceback, for ``iron_kyc_reprocess_webhooks`` or the admin)."""
         return int(self._get("WEBHOOK_MAX_ATTEMPTS", 5))
 
+    @cached_property
+    def DELIVERY_RETENTION(self) -> timedelta | None:
+        """``IRON_KYC_DELIVERY_RETENTION`` (timedelta, seconds or None; default 30 days): how long
+        deliveries acted on and outdated review comments are kept (``apply_retention``)."""
+        return _optional_duration(self._get("DELIVERY_RETENTION", timedelta(days=30)))
+
     # --- Polling ----------------------------------------------------------------------
 
     @cached_property
@@ -341,6 +347,13 @@ class IronKycSettings:
         button is pressed, how long to wait for Iron's hosted URL before sending the browser
         to the status page instead (which says the verification is being prepared)."""
         return float(self._get("VERIFICATION_REDIRECT_WAIT", 3.0))
+
+
+def _optional_duration(value: Any) -> timedelta | None:
+    """A ``timedelta``, a number of seconds or None, as a ``timedelta`` or None."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=float(value))
 
 
 iron_settings = IronKycSettings()

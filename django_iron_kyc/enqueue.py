@@ -18,6 +18,7 @@ from celery.result import AsyncResult
 from django.db import transaction
 
 __all__ = [
+    "APPLY_RETENTION",
     "CREATE_IDENTIFICATION",
     "POLL_PENDING_IDENTIFICATIONS",
     "PROCESS_RECEIVED_WEBHOOKS",
@@ -34,6 +35,7 @@ REFRESH_CUSTOMER = "django_iron_kyc.tasks.refresh_customer"
 POLL_PENDING_IDENTIFICATIONS = "django_iron_kyc.tasks.poll_pending_identifications"
 PROCESS_RECEIVED_WEBHOOKS = "django_iron_kyc.tasks.process_received_webhooks"
 RETRY_WEBHOOK_DELIVERIES = "django_iron_kyc.tasks.retry_webhook_deliveries"
+APPLY_RETENTION = "django_iron_kyc.tasks.apply_retention"
 
 
 def enqueue(name: str, *args: Any, **options: Any) -> AsyncResult[Any]:

@@ -95,6 +95,9 @@ class Customer(models.Model):
         verbose_name = _("customer")
         verbose_name_plural = _("customers")
         ordering = ("-created_at", "-pk")
+        permissions = [
+            ("forget_customer", _("Can forget a customer (delete what is stored about them)")),
+        ]
 
     def __str__(self) -> str:
         label = self.email or self.name or (str(self.iron_id) if self.iron_id else f"#{self.pk}")

@@ -2,8 +2,8 @@
 
 Every signal is sent **after the transaction that made the change commits** (never for a
 change that was rolled back) and **once per actual change**: a repeated or stale update from
-Iron sends nothing. ``source`` says where the change came from: ``"webhook"``, ``"poll"``,
-``"create"``, ``"sandbox"`` or ``"refresh"``.
+Iron sends nothing. The status signals' ``source`` says where the change came from:
+``"webhook"``, ``"poll"``, ``"create"``, ``"sandbox"`` or ``"refresh"``.
 
 Connect receivers as usual::
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 from django.dispatch import Signal
 
 __all__ = [
+    "customer_forgotten",
     "customer_status_changed",
     "identification_approved",
     "identification_declined",
@@ -48,3 +49,8 @@ identification_expired = Signal()
 # Sent with sender=Customer whenever the customer's status at Iron changes.
 # kwargs: customer, previous_status ("" if none), status, source.
 customer_status_changed = Signal()
+
+# Sent with sender=Customer once services.forget_customer() has deleted a customer (after its
+# transaction commits), for the host project to forget what it keeps about the person.
+# kwargs: iron_id (None if the customer never reached Iron), user_id (None if it had no user).
+customer_forgotten = Signal()

@@ -27,6 +27,7 @@ task), so some differ from their function's:
 ``poll_pending_identifications``   ``services.poll_due_identifications``
 ``process_received_webhooks``      ``webhooks.process_received_deliveries``
 ``retry_webhook_deliveries``       ``webhooks.retry_deliveries``
+``apply_retention``                ``services.apply_retention``
 =================================  ===================================================
 
 Services and webhooks enqueue them by name (:mod:`django_iron_kyc.enqueue`), never by
@@ -47,6 +48,7 @@ from django.utils import timezone
 
 from .conf import iron_settings
 from .enqueue import (
+    APPLY_RETENTION,
     CREATE_IDENTIFICATION,
     POLL_PENDING_IDENTIFICATIONS,
     PROCESS_RECEIVED_WEBHOOKS,
@@ -57,6 +59,7 @@ from .exceptions import IronTransientError
 
 __all__ = [
     "BEAT_SCHEDULE",
+    "apply_retention",
     "create_identification",
     "poll_pending_identifications",
     "process_received_webhooks",
@@ -80,9 +83,14 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 60.0,
         "options": {"expires": 55.0},
     },
+    "iron-kyc-apply-retention": {
+        "task": APPLY_RETENTION,
+        "schedule": 3600.0,
+        "options": {"expires": 3300.0},
+    },
 }
 """The beat schedule django-iron-kyc needs: the poll sweep and the webhook sweep, every
-minute each."""
+minute each, and retention (``IRON_KYC_DELIVERY_RETENTION``) every hour."""
 
 
 # Every task: late acknowledgement, run again when its worker is lost, no result stored.
@@ -230,3 +238,16 @@ def retry_webhook_deliveries(self: Any) -> dict[str, Any]:
     from . import webhooks  # lazy import: settings import BEAT_SCHEDULE
 
     return webhooks.retry_deliveries().as_dict()
+
+
+@shared_task(name=APPLY_RETENTION, **_TASK_OPTIONS)
+def apply_retention(self: Any) -> dict[str, Any]:
+    """Retention: run it every hour (see :data:`BEAT_SCHEDULE`).
+
+    Deletes the webhook deliveries acted on more than ``IRON_KYC_DELIVERY_RETENTION`` ago and
+    clears the review comments that no longer count; see ``services.apply_retention``.
+    Never retried: the next run carries on.
+    """
+    from . import services  # lazy import: settings import BEAT_SCHEDULE
+
+    return services.apply_retention().as_dict()

@@ -4,7 +4,8 @@
   the same with ``IRON_KYC_SANDBOX_ACTIONS`` on. tests/settings.py already turns the
   client's retries off (``IRON_KYC_MAX_RETRIES = 0``), so a fault reaches the app at once.
 - ``no_secrets_in_logs``: after the test, no secret, API key, signature or whole body sent
-  in any log record (tests/webhooks/ use it for every test).
+  in any log record (tests/webhooks/ use it for every test); ``no_personal_data_in_logs``:
+  after the test, none of the personal data the test lists (emails, names, review comments).
 - ``worker_app``: a real, non-eager Celery worker (in-process thread) for the test.
 """
 
@@ -115,10 +116,37 @@ def no_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     caplog.set_level(logging.DEBUG)
     support.SENT.clear()
     yield
-    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
-    logged = "\n".join(formatter.format(record) for record in caplog.records)
+    logged = _logged(caplog)
     for value in [*support.NEVER_LOGGED, *support.SENT]:
         assert value not in logged, f"{value[:20]!r}... was logged"
+
+
+@pytest.fixture
+def no_personal_data_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
+    """After the test: none of the values the test put in this list in any log record.
+
+    The test lists the personal data it uses (emails, names, review comments, requirement
+    descriptions): logs carry ids and statuses only. Records every level from DEBUG up, of
+    the app's loggers and every other (Celery's, urllib3's, the fake Iron's), with their
+    tracebacks.
+    """
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="django_iron_kyc")
+    personal: list[str] = []
+    yield personal
+    logged = _logged(caplog)
+    assert personal, "the test listed no personal data to look for"
+    for value in personal:
+        assert value not in logged, f"{value!r} was logged"
+
+
+def _logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every record captured in the test's set-up, call and teardown, as a handler would write
+    it (with its traceback, if any). ``caplog.records`` alone, read in a fixture's teardown,
+    holds only the teardown's records."""
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    return "\n".join(formatter.format(record) for record in records)
 
 
 @pytest.fixture

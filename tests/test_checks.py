@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import io
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -246,6 +247,18 @@ def test_e016_webhook_processing_not_a_known_mode(value):
 @pytest.mark.parametrize("value", ["inline", "deferred"])
 def test_webhook_processing_modes_pass(value):
     assert ids(IRON_KYC_WEBHOOK_PROCESSING=value) == []
+
+
+@pytest.mark.parametrize(
+    "value", [timedelta(hours=23), timedelta(0), 3600, 0, -1, True, "30 days", 1e300]
+)
+def test_e022_delivery_retention_not_a_day_or_more(value):
+    assert ids(IRON_KYC_DELIVERY_RETENTION=value) == ["iron_kyc.E022"]
+
+
+@pytest.mark.parametrize("value", [None, timedelta(days=1), timedelta(days=90), 86400, 2.6e6])
+def test_delivery_retention_of_a_day_or_more_or_none_passes(value):
+    assert ids(IRON_KYC_DELIVERY_RETENTION=value) == []
 
 
 @pytest.mark.parametrize("key", ["sk live", "sk\nX-Evil: 1", "sk_é"])

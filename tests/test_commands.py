@@ -200,10 +200,57 @@ def test_prune_dry_run_deletes_nothing(aged: dict[str, WebhookDelivery]) -> None
     assert "Would delete 2 deliveries older than 30 days." in out
 
 
-@pytest.mark.parametrize("args", [[], ["--older-than", "0"], ["--older-than", "soon"]])
+@pytest.mark.parametrize("args", [["--older-than", "0"], ["--older-than", "soon"]])
 def test_prune_needs_a_positive_number_of_days(db: None, args: list[str]) -> None:
     with pytest.raises(CommandError):
         run("iron_kyc_prune_webhooks", *args)
+
+
+def test_prune_without_older_than_prunes_by_the_retention_setting(
+    aged: dict[str, WebhookDelivery], settings: Any
+) -> None:
+    settings.IRON_KYC_DELIVERY_RETENTION = timedelta(days=35)
+
+    out, _ = run("iron_kyc_prune_webhooks")
+
+    assert left(aged) == set(aged) - {"old ignored"}
+    assert "Deleted 1 deliveries older than 35 days." in out
+
+
+def test_prune_without_older_than_keeps_everything_when_retention_is_none(
+    aged: dict[str, WebhookDelivery], settings: Any
+) -> None:
+    settings.IRON_KYC_DELIVERY_RETENTION = None
+
+    out, _ = run("iron_kyc_prune_webhooks")
+
+    assert left(aged) == set(aged)
+    assert "IRON_KYC_DELIVERY_RETENTION is None" in out
+
+
+@pytest.mark.parametrize(("answer", "kept"), [("n", True), ("", True), ("y", False)])
+def test_prune_asks_first_in_a_terminal(
+    aged: dict[str, WebhookDelivery], answer: str, kept: bool
+) -> None:
+    with (
+        mock.patch("sys.stdin.isatty", return_value=True),
+        mock.patch("builtins.input", return_value=answer) as asked,
+    ):
+        out, _ = run("iron_kyc_prune_webhooks")
+
+    assert asked.call_args.args == ("Delete 2 deliveries older than 30 days? [y/N] ",)
+    assert ("old processed" in left(aged)) is kept
+    assert ("Nothing deleted." in out) is kept
+
+
+def test_prune_never_asks_with_no_input(aged: dict[str, WebhookDelivery]) -> None:
+    with (
+        mock.patch("sys.stdin.isatty", return_value=True),
+        mock.patch("builtins.input", side_effect=AssertionError("asked")),
+    ):
+        run("iron_kyc_prune_webhooks", "--no-input")
+
+    assert left(aged) == {"old failed", "old received", "recent processed"}
 
 
 # --- iron_kyc_send_test_webhook ------------------------------------------------------------

@@ -48,6 +48,7 @@ def test_defaults(bare_settings):
     assert iron_settings.POLL_MAX_AGE == timedelta(days=30)
     assert iron_settings.POLL_BATCH_SIZE == 100
     assert iron_settings.TASK_MAX_RETRIES == 8
+    assert iron_settings.DELIVERY_RETENTION == timedelta(days=30)
     # The default host is Iron's sandbox, so sandbox actions are on by default.
     assert iron_settings.SANDBOX_ACTIONS is True
     assert iron_settings.SANDBOX_ACTIONS_SETTING is None
@@ -196,3 +197,12 @@ def test_durations_are_read_as_seconds():
     with override_settings(IRON_KYC_POLL_FIRST_DELAY=5, IRON_KYC_IDEMPOTENCY_KEY_MAX_AGE=3600.0):
         assert iron_settings.POLL_FIRST_DELAY == timedelta(seconds=5)
         assert iron_settings.IDEMPOTENCY_KEY_MAX_AGE == timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [(timedelta(days=7), timedelta(days=7)), (86400, timedelta(days=1)), (None, None)],
+)
+def test_delivery_retention_is_a_timedelta_seconds_or_none(settings, value, read):
+    settings.IRON_KYC_DELIVERY_RETENTION = value
+    assert iron_settings.DELIVERY_RETENTION == read

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 from io import StringIO
@@ -13,6 +14,7 @@ from django.contrib.auth.models import Permission
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import IntegrityError, transaction
+from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
@@ -282,6 +284,14 @@ def test_sandbox_decide_permission_exists():
     assert permission.content_type.model == "identification"
 
 
+def test_forget_customer_permission_exists():
+    permission = Permission.objects.get(
+        codename="forget_customer", content_type__app_label="iron_kyc"
+    )
+    assert permission.name == "Can forget a customer (delete what is stored about them)"
+    assert permission.content_type.model == "customer"
+
+
 def test_no_migration_is_missing():
     out = StringIO()
     call_command("makemigrations", "iron_kyc", "--check", "--dry-run", stdout=out, stderr=out)
@@ -303,4 +313,11 @@ def test_migrations_are_named_for_what_they_do():
     assert names[0] == "0001_initial"
     assert not [name for name in names if "_auto_" in name]
     numbers = [int(name[:4]) for name in names]
-    assert numbers == list(range(1, len(names) + 1)), "migrations must stay linear"
+    assert numbers == sorted(set(numbers)), "one migration per number"
+    # Linear: each depends on the one before it (a number may be left free for a migration
+    # another branch adds; merging both makes this fail until one is renumbered).
+    graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    for before, after in itertools.pairwise(names):
+        node = graph.node_map[("iron_kyc", after)]
+        parents = {parent[1] for parent in node.parents if parent[0] == "iron_kyc"}
+        assert parents == {before}, f"migrations must stay linear: {after} after {before}"

@@ -28,6 +28,7 @@ ALL_TASKS = (
     tasks.poll_pending_identifications,
     tasks.process_received_webhooks,
     tasks.retry_webhook_deliveries,
+    tasks.apply_retention,
 )
 
 
@@ -68,6 +69,7 @@ def test_services_and_webhooks_enqueue_each_task_by_its_registered_name() -> Non
         enqueue.POLL_PENDING_IDENTIFICATIONS,
         enqueue.PROCESS_RECEIVED_WEBHOOKS,
         enqueue.RETRY_WEBHOOK_DELIVERIES,
+        enqueue.APPLY_RETENTION,
     }
     assert names == {task.name for task in ALL_TASKS}
 
@@ -77,14 +79,12 @@ def test_enqueue_runs_the_registered_task_eagerly(iron: FakeIron) -> None:
     assert result.get() == "missing"
 
 
-def test_beat_schedule_runs_both_sweeps_every_minute() -> None:
+def test_beat_schedule_runs_both_sweeps_every_minute_and_retention_every_hour() -> None:
     entries = {entry["task"]: entry for entry in tasks.BEAT_SCHEDULE.values()}
-    assert set(entries) == {
-        tasks.poll_pending_identifications.name,
-        tasks.retry_webhook_deliveries.name,
-    }
-    for entry in entries.values():
-        assert entry["schedule"] <= 60
+    sweeps = {tasks.poll_pending_identifications.name, tasks.retry_webhook_deliveries.name}
+    assert set(entries) == {*sweeps, tasks.apply_retention.name}
+    for name, entry in entries.items():
+        assert entry["schedule"] <= (60 if name in sweeps else 3600)
         assert entry["options"]["expires"] < entry["schedule"]
 
 
@@ -100,7 +100,7 @@ def test_beat_schedule_can_be_imported_from_a_settings_module() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "2"
+    assert done.stdout.strip() == "3"
 
 
 def test_eager_create_task_leaves_a_transient_error_to_the_sweep(

@@ -3,7 +3,8 @@
 Creating calls ``services.create_customer`` (:mod:`.customer_create`); starting calls
 ``services.start_identification`` after a confirmation page that says whether it supersedes
 the identification in flight. Both are written to Django's admin log with the staff user.
-Only the link to one of this site's users is editable; nothing is deleted here.
+Only the link to one of this site's users is editable; nothing is deleted here but by the
+*Forget* action (:mod:`.privacy`), behind its own permission.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from .. import services
 from ..exceptions import IdentificationInFlightError, IdentificationStateError, IronKycError
 from ..models import Customer, Identification
 from .base import (
-    IronModelAdmin,
     Tally,
     Tool,
     describe_error,
@@ -44,6 +44,7 @@ from .display import (
     status_text,
 )
 from .filters import StatusFilter
+from .privacy import CustomerPrivacy
 
 if TYPE_CHECKING:
     IdentificationInlineBase = admin.TabularInline[Identification, Customer]
@@ -102,14 +103,21 @@ class IdentificationInline(IdentificationInlineBase):
 
 
 @admin.register(Customer)
-class CustomerAdmin(IronModelAdmin):
-    """Customers at Iron: create, start identifications (also superseding), refresh."""
+class CustomerAdmin(CustomerPrivacy):
+    """Customers at Iron: create, start identifications (also superseding), refresh; export
+    and forget (:mod:`.privacy`)."""
 
     list_display = ("customer", "status_label", "current_identification_link", "user", "created")
     list_select_related = ("user",)
     list_filter = (CustomerStatusFilter, "customer_type")
     raw_id_fields = ("user",)
-    actions = ("start_identification", "start_identification_with_edd", "refresh_from_iron")
+    actions = (
+        "start_identification",
+        "start_identification_with_edd",
+        "refresh_from_iron",
+        "export_as_json",
+        "forget_customers",
+    )
     inlines = (IdentificationInline,)
     fieldsets = (
         (

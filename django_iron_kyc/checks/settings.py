@@ -11,6 +11,7 @@ the processing mode, cross-setting ones) are written here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -313,6 +314,21 @@ def _ca_bundle_problem(value: Any) -> str | None:
     return None if problem is None else f"{value!r} {problem}"
 
 
+# A delivery stored before its identification was known here waits for it for up to a day
+# (the idempotency key's lifetime at Iron): retention must not delete it sooner.
+_SHORTEST_RETENTION = timedelta(days=1)
+
+
+def _retention_problem(value: Any) -> str | None:
+    if value is None:
+        return None
+    if _number(value) and value >= _SHORTEST_RETENTION.total_seconds():
+        return None if value <= timedelta.max.total_seconds() else f"is too long; got {value!r}"
+    if isinstance(value, timedelta) and value >= _SHORTEST_RETENTION:
+        return None
+    return f"must be a timedelta of at least one day, or None; got {value!r}"
+
+
 # The settings that may be left unset, each checked by one rule: (name, rule, ID, hint).
 _OPTIONAL_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...] = (
     (
@@ -342,5 +358,12 @@ _OPTIONAL_SETTINGS: tuple[tuple[str, Callable[[Any], str | None], str, str], ...
         "iron_kyc.E015",
         "Give the path of a PEM file of certificate authorities, or None for certifi's bundle. "
         "TLS verification cannot be turned off.",
+    ),
+    (
+        "DELIVERY_RETENTION",
+        _retention_problem,
+        "iron_kyc.E022",
+        "timedelta(days=30) is the default; None keeps every delivery and review comment. A "
+        "delivery that came before its identification was known here is kept for it a day.",
     ),
 )

@@ -123,6 +123,8 @@ def process_delivery(
             except ConfirmWithIronError as ask:
                 confirmed = _ask_iron(ask)
         raise RuntimeError("what the delivery is about kept changing while Iron was asked")
+    except WebhookDelivery.DoesNotExist:
+        raise  # deleted (its customer forgotten, or pruned): no row to record a failure on
     except Exception as exc:
         _record_failure(pk, exc)
         return Outcome.FAILED

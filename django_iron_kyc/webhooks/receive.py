@@ -83,7 +83,14 @@ def _body_text(body: bytes) -> str:
 
 
 def _process_now(stored: StoredDelivery) -> Receipt:
-    outcome = process_delivery(stored.pk)
+    try:
+        outcome = process_delivery(stored.pk)
+    except WebhookDelivery.DoesNotExist:
+        # Deleted between storing and acting on it: its customer was forgotten meanwhile
+        # (services.forget_customer). Like any webhook about a forgotten customer, there is
+        # nothing to act on, and nothing for Iron to send again.
+        logger.info("Iron webhook delivery %s was deleted before it was acted on.", stored.pk)
+        return Receipt(Outcome.UNKNOWN_OBJECT, stored)
     if outcome not in (Outcome.INVALID, Outcome.DUPLICATE):
         # The outcome is all the view answers with: no need to read the row again.
         return Receipt(outcome, stored)

@@ -311,13 +311,13 @@ def test_supersede_button_needs_change_permission(fake_iron):
     assert fake_iron.requests_to("POST", CREATE_PATH) == []
 
 
-def test_customer_actions_need_change_permission_except_refresh(fake_iron):
+def test_customer_actions_need_change_permission_except_refresh_and_export(fake_iron):
     client = staff_client("view_customer")
     local_customer(1)
 
     names = action_names(client.get(changelist("customer")))
 
-    assert names == {"refresh_from_iron"}
+    assert names == {"refresh_from_iron", "export_as_json"}
 
 
 # --- the customer's page -------------------------------------------------------------------

@@ -53,6 +53,7 @@ def call_each_method(c: IronClient) -> None:
     c.list_identifications(CUSTOMER_ID)
     c.get_identification(IDENT_ID)
     c.sandbox_decide(IDENT_ID, approved=True, idempotency_key=key)
+    c.archive_customer(CUSTOMER_ID)
 
 
 def register_each_method(rsps: responses.RequestsMock) -> None:
@@ -62,6 +63,7 @@ def register_each_method(rsps: responses.RequestsMock) -> None:
     rsps.get(LIST_IDENTS, json={"items": [identification()], "cursor": None})
     rsps.get(f"{BASE}/api/identifications/{IDENT_ID}", json=identification())
     rsps.post(SANDBOX, json=identification("Approved"), status=201)
+    rsps.put(f"{CUSTOMERS}/{CUSTOMER_ID}/archive", json={"id": CUSTOMER_ID, "status": "Archived"})
 
 
 # --- what an error shows ------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_every_call_has_the_configured_timeout(mocked):
 
     call_each_method(client())
 
-    assert len(mocked.calls) == 6
+    assert len(mocked.calls) == 7
     assert {call.request.req_kwargs["timeout"] for call in mocked.calls} == {(2.0, 7.0)}
 
 
@@ -153,6 +153,16 @@ def test_sandbox_decide_posts_the_decision(mocked, approved):
     )
 
     client().sandbox_decide(IDENT_ID, approved=approved, idempotency_key=uuid.uuid4())
+
+
+def test_archive_customer_puts_to_the_customers_archive(mocked):
+    archive = f"{CUSTOMERS}/{CUSTOMER_ID}/archive"
+    mocked.put(archive, json={"id": CUSTOMER_ID, "status": "Archived"})
+
+    assert client().archive_customer(CUSTOMER_ID)["status"] == "Archived"
+
+    (call,) = mocked.calls
+    assert (call.request.method, call.request.url, call.request.body) == ("PUT", archive, None)
 
 
 def test_ids_are_quoted_into_one_path_segment(mocked):

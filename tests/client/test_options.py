@@ -117,7 +117,7 @@ def test_proxy_and_ca_bundle_settings_reach_every_request(mocked, tmp_path):
     with override_settings(IRON_KYC_PROXY=proxy, IRON_KYC_CA_BUNDLE=str(bundle)):
         call_each_method(client())
 
-    assert len(mocked.calls) == 6
+    assert len(mocked.calls) == 7
     for call in mocked.calls:
         assert call.request.req_kwargs["proxies"] == {"http": proxy, "https": proxy}
         assert call.request.req_kwargs["verify"] == str(bundle)

@@ -24,6 +24,7 @@ ENDPOINTS = [
     ("GET", "/api/customers/{customer}/identifications", None),
     ("GET", "/api/identifications/{identification}", None),
     ("POST", "/api/sandbox/identification/{identification}", {"approved": True}),
+    ("PUT", "/api/customers/{customer}/archive", None),
 ]
 
 
@@ -121,6 +122,29 @@ def test_get_unknown_customer_is_404_with_a_json_string(fake, client):
         client.get_customer(uuid.uuid4())
     assert caught.value.status == 404
     assert caught.value.message == "Customer not found"
+
+
+def test_archive_customer_archives_it_and_its_identifications_and_sends_webhooks(fake, client):
+    customer = fake.add_customer()
+    identification = fake.add_identification(customer["id"])
+    fake.outbox.clear()
+
+    archived = client.archive_customer(customer["id"])
+
+    assert archived["status"] == "Archived"
+    assert fake.requests[-1].status == 200
+    assert fake.identifications[identification["id"]]["status"] == "Archived"
+    assert [(d.event["type"], d.event["data"]["customer_id"]) for d in fake.outbox] == [
+        ("identification_status", customer["id"]),
+        ("customer_status", customer["id"]),
+    ]
+    assert client.archive_customer(customer["id"]) == archived  # again: nothing changes
+
+
+def test_archive_unknown_customer_is_404(client):
+    with pytest.raises(IronAPIError) as caught:
+        client.archive_customer(uuid.uuid4())
+    assert caught.value.status == 404
 
 
 def test_a_path_id_that_is_not_a_uuid_is_400(fake):

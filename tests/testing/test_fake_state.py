@@ -148,3 +148,24 @@ def test_iron_time_round_trips():
 
     assert iron_time(moment) == "2026-01-15T10:00:00.123456Z"
     assert parse_iron_time(iron_time(moment)) == moment
+
+
+def test_archiving_a_customer_archives_its_identifications_and_tells_each_change(state, changes):
+    customer = state.add_customer()
+    approved = state.add_identification(customer["id"], "Approved")
+    pending = state.add_identification(customer["id"])
+
+    archived = state.archive_customer(customer["id"])
+
+    assert archived["status"] == "Archived"
+    assert {state.identification(i["id"])["status"] for i in (approved, pending)} == {"Archived"}
+    assert told(changes) == [("identification", "Archived")] * 2 + [("customer", "Archived")]
+
+
+def test_archiving_again_changes_and_tells_nothing(state, changes):
+    customer = state.add_customer()
+    state.archive_customer(customer["id"])
+    before, changes[:] = state.customer(customer["id"]), []
+
+    assert state.archive_customer(customer["id"]) == before
+    assert changes == []

@@ -27,6 +27,7 @@ from django_iron_kyc import signing, tasks
 from django_iron_kyc.models import Customer, Identification, WebhookDelivery
 from django_iron_kyc.testing import SignalRecorder, build_event, encode_event
 from django_iron_kyc.testing.factories import IdentificationFactory
+from django_iron_kyc.webhooks import receive
 from django_iron_kyc.webhooks.drain import (
     DeliverySweepResult,
     process_received_deliveries,
@@ -445,6 +446,32 @@ def test_webhook_refresh_is_enqueued_only_after_commit(
 
     assert response.json() == {"outcome": "unknown_object"}
     assert len(callbacks) == 1  # the refresh, waiting for the commit
+
+
+def test_a_delivery_deleted_before_it_is_acted_on_is_acknowledged_as_unknown(
+    send: Callable[..., Any],
+    identification: Identification,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Its customer forgotten between the INSERT and the acting (forget_customer deletes the
+    # deliveries that name the customer, those not acted on yet included).
+    store = receive.store_delivery
+
+    def store_then_forget(values: dict[str, Any]) -> Any:
+        stored = store(values)
+        WebhookDelivery.objects.filter(pk=stored.pk).delete()
+        return stored
+
+    monkeypatch.setattr(receive, "store_delivery", store_then_forget)
+
+    response = send(identification_event(identification))
+
+    assert (response.status_code, response.json()) == (200, {"outcome": "unknown_object"})
+    assert not WebhookDelivery.objects.exists()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    identification.refresh_from_db()
+    assert identification.status == Identification.Status.PENDING
 
 
 # --- Deferred only: stored as it arrived, the drain asked for on commit -----------------------

@@ -7,6 +7,7 @@
   expire after 24 hours on the fake's clock, and two requests with one key at the same
   moment are serialised, so exactly one does the work;
 - identification lists in cursor pages (``page_size`` 1..100, default 10);
+- ``PUT /api/customers/{id}/archive`` archives the customer and its identifications;
 - errors in Iron's formats (:func:`~.answers.error_answer`).
 """
 
@@ -135,6 +136,7 @@ class IronApi:
         self.routes: tuple[Route, ...] = (
             Route("POST", _path("/api/customers/?"), self._create_customer, idempotent=True),
             Route("GET", _path("/api/customers/{id}"), self._get_customer),
+            Route("PUT", _path("/api/customers/{id}/archive"), self._archive_customer),
             Route(
                 "POST",
                 _path("/api/customers/{id}/identifications/v2"),
@@ -206,6 +208,9 @@ class IronApi:
 
     def _get_customer(self, request: RecordedRequest, customer_id: str) -> Answer:
         return json_answer(200, self._state.customer(path_id(customer_id)))
+
+    def _archive_customer(self, request: RecordedRequest, customer_id: str) -> Answer:
+        return json_answer(200, self._state.archive_customer(path_id(customer_id)))
 
     def _create_identification(self, request: RecordedRequest, customer_id: str) -> Answer:
         body = _object_body(request)

@@ -324,6 +324,23 @@ class IronState:
                 self._tell("customer", customer["id"], customer["id"], status, moment)
             return copy.deepcopy(customer)
 
+    def archive_customer(
+        self, customer_id: uuid.UUID | str, *, notify: bool = True
+    ) -> dict[str, Any]:
+        """Archive a customer and all of its identifications, for good (Iron's archive
+        endpoint). Archiving again changes nothing; Iron does not say what it answers then."""
+        with self._lock:
+            customer = self._customer(str(customer_id))
+            moment = self.clock.tick()
+            kinds: list[tuple[Literal["identification", "customer"], dict[str, Any]]]
+            kinds = [("identification", i) for i in self._identifications_of(customer["id"])]
+            for kind, item in (*kinds, ("customer", customer)):
+                if item["status"] != "Archived":
+                    item.update(status="Archived", updated_at=iron_time(moment))
+                    if notify:
+                        self._tell(kind, customer["id"], item["id"], "Archived", moment)
+            return copy.deepcopy(customer)
+
     # --- rules --------------------------------------------------------------------------
 
     def _customer(self, customer_id: str) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Tests of the management commands that have grown past a few cases each."""
